@@ -1,0 +1,43 @@
+# The two set-up commands in the README: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+ARGS   ?=
+
+.PHONY: run test install install-dev lint bench clean
+
+$(VENV)/bin/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "VOLT needs Python 3.11 or newer (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(VENV)/bin/python pyproject.toml
+	$(PY) -m pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-dev: $(VENV)/bin/python pyproject.toml
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $(VENV)/.installed $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+## One trading cycle on the embedded replay data (no API key, no Ollama needed).
+run: install
+	$(PY) -m graph.run $(ARGS)
+
+## Install with dev extras, lint, and run the offline test suite.
+## pytest exits 5 when it collects nothing: that is a failure here, not a pass.
+test: install-dev
+	$(PY) -m ruff check .
+	@$(PY) -m pytest $(ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "ERROR: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+lint: install-dev
+	$(PY) -m ruff check .
+
+bench: install
+	$(PY) benchmarks/cycle_benchmark.py
+
+clean:
+	rm -rf $(VENV) .volt .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""VOLT graph wiring: state, configuration, the compiled graph and the CLI runner."""

@@ -1,0 +1,86 @@
+"""Graph wiring. ``graph`` (compiled without a checkpointer) is what LangGraph Studio loads
+via ``langgraph.json``; ``graph.run`` compiles :func:`build_graph` with ``SqliteSaver``.
+
+Cycle graph::
+
+    START -> prepare_cycle -(Send per candidate)-> analyze_candidate -> execution_agent
+          -> portfolio_manager -> END
+
+Candidate subgraph (one per symbol, in parallel)::
+
+    market_agent(*) -> strategy_agent(*) -> consensus -HOLD-> finalize
+    consensus -trade-> risk_agent(*) -blocked-> finalize
+    risk_agent -> auditor_agent(*) -> history_reviewer -> peer_review
+    peer_review -approved/caution-> finalize
+    peer_review -rejected, first time-> request_correction -> strategy_agent
+    peer_review -rejected again-> finalize
+
+(*) an LLM node whose conditional self-edge retries with the next model in the chain and
+ends with the quantitative prior.
+"""
+
+from __future__ import annotations
+
+from langgraph.graph import END, START, StateGraph
+
+from graph.context import VoltContext
+from graph.state import CandidateOutput, CandidateState, CycleInput, CycleState
+from nodes.auditor_agent import auditor_agent
+from nodes.consensus import consensus, route_after_consensus
+from nodes.decision import finalize_decision
+from nodes.execution_agent import execution_agent
+from nodes.history_reviewer import history_reviewer
+from nodes.market_agent import market_agent
+from nodes.peer_review import peer_review, request_correction, route_after_review
+from nodes.portfolio_manager import portfolio_manager
+from nodes.prepare_cycle import fan_out, prepare_cycle
+from nodes.risk_agent import risk_agent, route_after_risk
+from nodes.strategy_agent import strategy_agent
+
+
+def build_candidate_graph() -> StateGraph:
+    g = StateGraph(CandidateState, context_schema=VoltContext, output_schema=CandidateOutput)
+    for agent in (market_agent, strategy_agent, risk_agent, auditor_agent):
+        g.add_node(agent.name, agent)
+    g.add_node("consensus", consensus)
+    g.add_node("history_reviewer", history_reviewer)
+    g.add_node("peer_review", peer_review)
+    g.add_node("request_correction", request_correction)
+    g.add_node("finalize", finalize_decision)
+
+    g.add_edge(START, "market_agent")
+    g.add_conditional_edges("market_agent", market_agent.route, {"retry": "market_agent", "done": "strategy_agent"})
+    g.add_conditional_edges("strategy_agent", strategy_agent.route, {"retry": "strategy_agent", "done": "consensus"})
+    g.add_conditional_edges("consensus", route_after_consensus, {"hold": "finalize", "review": "risk_agent"})
+    g.add_conditional_edges("risk_agent", _route_risk, {"retry": "risk_agent", "blocked": "finalize", "review": "auditor_agent"})
+    g.add_conditional_edges("auditor_agent", auditor_agent.route, {"retry": "auditor_agent", "done": "history_reviewer"})
+    g.add_edge("history_reviewer", "peer_review")
+    g.add_conditional_edges(
+        "peer_review", route_after_review,
+        {"approved": "finalize", "revise": "request_correction", "rejected": "finalize"},
+    )
+    g.add_edge("request_correction", "strategy_agent")
+    g.add_edge("finalize", END)
+    return g
+
+
+def _route_risk(state: CandidateState) -> str:
+    return "retry" if risk_agent.route(state) == "retry" else route_after_risk(state)
+
+
+def build_graph() -> StateGraph:
+    g = StateGraph(CycleState, context_schema=VoltContext, input_schema=CycleInput)
+    g.add_node("prepare_cycle", prepare_cycle)
+    g.add_node("analyze_candidate", build_candidate_graph().compile())
+    g.add_node("execution_agent", execution_agent)
+    g.add_node("portfolio_manager", portfolio_manager)
+    g.add_edge(START, "prepare_cycle")
+    g.add_conditional_edges("prepare_cycle", fan_out, ["analyze_candidate", "execution_agent"])
+    g.add_edge("analyze_candidate", "execution_agent")
+    g.add_edge("execution_agent", "portfolio_manager")
+    g.add_edge("portfolio_manager", END)
+    return g
+
+
+# For LangGraph Studio (`langgraph dev`): no checkpointer here, the server provides one.
+graph = build_graph().compile(name="volt")

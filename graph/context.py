@@ -1,0 +1,21 @@
+"""Run-scoped context handed to every node (LangGraph ``context_schema``).
+
+Configuration comes from :class:`graph.settings.VoltSettings` (environment overrides).
+``chat_model_factory`` lets a caller supply chat models by name instead of Ollama:
+the tests pass scripted fake models through it; production leaves it ``None``.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from langchain_core.language_models import BaseChatModel
+
+from graph.settings import VoltSettings
+
+ChatModelFactory = Callable[[str], BaseChatModel]
+
+
+@dataclass(kw_only=True)
+class VoltContext:
+    settings: VoltSettings = field(default_factory=VoltSettings)
+    chat_model_factory: ChatModelFactory | None = None

@@ -1,0 +1,101 @@
+"""``python -m graph.run``: one trading cycle for a paper portfolio.
+
+Each run on the replay data advances the portfolio one trading day. State is
+checkpointed with ``SqliteSaver`` (one thread per portfolio), so a run killed at any
+point resumes its cycle on the next start instead of starting a new one.
+
+Exit codes: 0 done; 2 operational error (unreadable CSV, bad --as-of, portfolio busy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+
+from langgraph.checkpoint.sqlite import SqliteSaver
+
+from graph.builder import build_graph
+from graph.context import ChatModelFactory, VoltContext
+from graph.errors import OperationalError
+from graph.report import build_report, render_json, render_text
+from graph.settings import VoltSettings
+from memory.ledger import Ledger
+from memory.run_lock import portfolio_lock
+from nodes.prepare_cycle import resolve_as_of
+from tools.market_data import load_dataset
+
+
+@dataclass
+class CycleResult:
+    state: dict
+    resumed: bool
+
+
+def thread_config(portfolio: str) -> dict:
+    return {"configurable": {"thread_id": f"portfolio:{portfolio}"}, "recursion_limit": 200}
+
+
+def run_cycle(settings: VoltSettings, *, as_of: str | None = None,
+              chat_model_factory: ChatModelFactory | None = None) -> CycleResult:
+    """Run (or resume) one cycle. The caller holds the portfolio lock."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    context = VoltContext(settings=settings, chat_model_factory=chat_model_factory)
+    config = thread_config(settings.portfolio)
+    with SqliteSaver.from_conn_string(str(settings.checkpoint_path)) as saver:
+        app = build_graph().compile(checkpointer=saver)
+        pending = app.get_state(config)
+        if pending.next:
+            state = app.invoke(None, config, context=context, durability="sync")
+            return CycleResult(state, resumed=True)
+        dataset = load_dataset(settings.data_csv)
+        ledger = Ledger(settings.ledger_path)
+        last = ledger.last_completed_cycle(settings.portfolio)
+        day = resolve_as_of(dataset, last["as_of"] if last else None, as_of, settings.min_history)
+        state = app.invoke({"portfolio_id": settings.portfolio, "as_of": f"{day:%Y-%m-%d}"},
+                           config, context=context, durability="sync")
+        return CycleResult(state, resumed=False)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m graph.run", description="Run one VOLT trading cycle (paper).")
+    p.add_argument("--as-of", metavar="YYYY-MM-DD", help="decide on this day (default: the day after the last cycle)")
+    p.add_argument("--data-csv", metavar="PATH", help="own OHLCV CSV (Date,Symbol,Open,High,Low,Close,Volume)")
+    p.add_argument("--portfolio", metavar="NAME", help="paper portfolio name (default: main; VOLT_PORTFOLIO)")
+    p.add_argument("--home", metavar="DIR", help="data directory (default: ./.volt; VOLT_HOME)")
+    p.add_argument("--top-k", type=int, metavar="K", help="candidates per cycle (default: 5; VOLT_TOP_K)")
+    p.add_argument("--models", metavar="A,B", help="model chain, in order (VOLT_MODELS); empty for priors only")
+    p.add_argument("--watchlist", metavar="A,B", help="symbols to consider (default: the whole data set)")
+    p.add_argument("--json", action="store_true", help="print one JSON document instead of the summary")
+    return p.parse_args(argv)
+
+
+def settings_from_args(args: argparse.Namespace) -> VoltSettings:
+    overrides = {
+        "data_csv": args.data_csv, "portfolio": args.portfolio, "home": args.home,
+        "top_k": args.top_k, "models": args.models, "watchlist": args.watchlist,
+    }
+    return VoltSettings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def main(argv: list[str] | None = None, *, chat_model_factory: ChatModelFactory | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+        load_dataset(settings.data_csv)  # an unreadable CSV fails here, before anything runs
+        with portfolio_lock(settings.home, settings.portfolio):
+            result = run_cycle(settings, as_of=args.as_of, chat_model_factory=chat_model_factory)
+    except OperationalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # invalid settings (pydantic) name the field
+        print(f"error: invalid configuration: {exc}".splitlines()[0] + " " + " ".join(str(exc).splitlines()[1:3]),
+              file=sys.stderr)
+        return 2
+    report = build_report(result.state, resumed=result.resumed)
+    print(render_json(report) if args.json else render_text(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""VOLT configuration: one pydantic-settings model, every field overridable by environment.
+
+Each field ``name`` reads ``VOLT_<NAME>`` (e.g. ``VOLT_TOP_K=8``), except ``ollama_host``,
+which reads ``OLLAMA_HOST`` exactly as the ollama client does. List fields take
+comma-separated values (``VOLT_MODELS=qwen2.5-coder:7b,gemma3:latest``).
+"""
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_MODELS = ["qwen2.5-coder:7b", "gemma3:latest", "dolphin-llama3:latest"]
+
+
+class VoltSettings(BaseSettings):
+    """Run configuration. Money is in USD; fractions are of 1 (0.25 = 25%)."""
+
+    model_config = SettingsConfigDict(env_prefix="VOLT_", extra="ignore", frozen=True)
+
+    home: Path = Field(default=Path(".volt"), description="Data directory (ledger, checkpoints).")
+    portfolio: str = Field(default="main", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    source: Literal["replay"] = "replay"
+    data_csv: Path | None = Field(default=None, description="Own CSV instead of the embedded set.")
+    watchlist: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Symbols to consider; empty means the whole data set."
+    )
+    top_k: int = Field(default=5, ge=1, le=50, description="Candidates per cycle (plus held).")
+
+    models: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_MODELS))
+    ollama_host: str = Field(
+        default="http://localhost:11434",
+        validation_alias=AliasChoices("OLLAMA_HOST", "VOLT_OLLAMA_HOST"),
+    )
+    model_timeout_s: float = Field(default=60.0, gt=0, description="Per model call.")
+    probe_timeout_s: float = Field(default=1.0, gt=0, description="Model-server reachability check.")
+    max_tool_rounds: int = Field(default=2, ge=0, le=2)
+
+    starting_cash: float = Field(default=1000.0, gt=0)
+    fee_rate: float = Field(default=0.0025, ge=0, le=0.05, description="Per fill, of notional.")
+    max_slippage: float = Field(default=0.005, ge=0, le=0.05)
+    slippage_alert: float = Field(default=0.002, ge=0, description="Feedback event above this.")
+    max_position_pct: float = Field(default=0.20, gt=0, le=1, description="Of equity, per symbol.")
+    max_gross_exposure_pct: float = Field(default=1.0, gt=0, le=1, description="Of equity.")
+    allow_short: bool = False
+    max_drawdown_pct: float = Field(default=0.20, gt=0, le=1, description="Halts new buys.")
+    default_size_pct: float = Field(default=0.10, gt=0, le=1)
+    consensus_threshold: float = Field(default=0.25, gt=0, lt=1)
+    min_history: int = Field(default=50, ge=50, description="Bars needed for the indicators.")
+
+    @field_validator("watchlist", "models", mode="before")
+    @classmethod
+    def _split_csv(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("watchlist")
+    @classmethod
+    def _upper(cls, value: list[str]) -> list[str]:
+        return [s.upper() for s in value]
+
+    @field_validator("ollama_host")
+    @classmethod
+    def _normalize_host(cls, value: str) -> str:
+        """Accept what OLLAMA_HOST accepts: ``host``, ``host:port`` or a full URL."""
+        host = value.strip() or "localhost"
+        if "://" not in host:
+            host = "http://" + host
+        scheme, rest = host.split("://", 1)
+        rest = rest.rstrip("/")
+        if rest.startswith("0.0.0.0"):
+            rest = "127.0.0.1" + rest[len("0.0.0.0") :]
+        if ":" not in rest.rsplit("]", 1)[-1]:
+            rest += ":11434"
+        return f"{scheme}://{rest}"
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.home / "volt.db"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.home / "checkpoints.db"

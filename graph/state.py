@@ -1,0 +1,73 @@
+"""Graph state. Plain JSON-able dicts inside, so checkpoints and Studio show them as-is.
+
+Keys written by parallel branches (the per-candidate fan-out) have reducers; the cycle's
+first node resets them with ``Overwrite`` because one thread holds a portfolio's cycles.
+"""
+
+import operator
+from typing import Annotated, Any, TypedDict
+
+
+def merge_dicts(left: dict | None, right: dict | None) -> dict:
+    return {**(left or {}), **(right or {})}
+
+
+class CycleInput(TypedDict, total=False):
+    portfolio_id: str
+    as_of: str | None  # YYYY-MM-DD; None = the day after the last completed cycle
+
+
+class CycleState(TypedDict, total=False):
+    portfolio_id: str
+    as_of: str | None
+    cycle_id: str
+    data_source: str
+    candidates: list[str]
+    scores: dict[str, float]
+    snapshots: dict[str, dict]
+    data_errors: list[dict]
+    model_status: dict[str, Any]
+    portfolio_before: dict[str, Any]
+    # written by the parallel per-candidate branches
+    decisions: Annotated[list[dict], operator.add]
+    agent_messages: Annotated[list[dict], operator.add]
+    errors: Annotated[list[dict], operator.add]
+    # execution and accounting
+    orders: list[dict]
+    fills: list[dict]
+    portfolio_after: dict[str, Any]
+    reward: float
+
+
+class CandidateState(TypedDict, total=False):
+    """One candidate symbol flowing through analysts, consensus and peer review."""
+
+    portfolio_id: str
+    as_of: str
+    cycle_id: str
+    symbol: str
+    snapshot: dict[str, Any]
+    portfolio: dict[str, Any]  # valuation as of the decision day, plus peak equity
+    models: list[str]  # usable model chain this cycle (may be empty)
+    attempts: Annotated[dict[str, int], merge_dicts]  # per agent: next model index
+    market: dict | None
+    strategy: dict | None
+    consensus: dict | None
+    risk: dict | None
+    audit: dict | None
+    history: dict | None
+    review: dict | None
+    revision: int
+    objections: list[str]
+    llm_calls: Annotated[int, operator.add]
+    decisions: Annotated[list[dict], operator.add]
+    agent_messages: Annotated[list[dict], operator.add]
+    errors: Annotated[list[dict], operator.add]
+
+
+class CandidateOutput(TypedDict, total=False):
+    """What a candidate branch hands back to the cycle (everything else stays inside)."""
+
+    decisions: Annotated[list[dict], operator.add]
+    agent_messages: Annotated[list[dict], operator.add]
+    errors: Annotated[list[dict], operator.add]

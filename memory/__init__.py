@@ -1,0 +1,1 @@
+"""Persistence: the SQLite ledger, the agent-message log, agent weights, the run lock."""

@@ -1,0 +1,187 @@
+"""The paper ledger: portfolios, positions, orders, fills and completed cycles in SQLite.
+
+Fills are idempotent per order id (``portfolio:as_of:symbol``): :meth:`Ledger.record_fill`
+checks and writes inside one ``BEGIN IMMEDIATE`` transaction, so a cycle resumed after a
+crash finds its earlier fill instead of filling twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from memory.db import connect, open_db
+from tools.portfolio import Account, Position, apply_fill
+
+
+def order_id(portfolio: str, as_of: str, symbol: str) -> str:
+    return f"{portfolio}:{as_of}:{symbol}"
+
+
+@dataclass(frozen=True)
+class FillRecord:
+    order_id: str
+    symbol: str
+    side: str
+    qty: float
+    reference_price: float
+    price: float
+    slippage_pct: float
+    fee: float
+    realized_pnl: float
+    fill_date: str
+    latency_ms: float
+
+    def as_dict(self) -> dict:
+        return {k: (round(v, 8) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
+class Ledger:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        connect(self.path).close()
+
+    def ensure_portfolio(self, portfolio: str, starting_cash: float) -> None:
+        with open_db(self.path) as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO portfolios(id, starting_cash, cash, peak_equity) VALUES (?,?,?,?)",
+                (portfolio, starting_cash, starting_cash, starting_cash),
+            )
+
+    def account(self, portfolio: str) -> Account:
+        with open_db(self.path) as conn:
+            return self._account(conn, portfolio)
+
+    @staticmethod
+    def _account(conn, portfolio: str) -> Account:
+        row = conn.execute("SELECT * FROM portfolios WHERE id=?", (portfolio,)).fetchone()
+        if row is None:
+            raise KeyError(f"unknown portfolio {portfolio!r}")
+        positions = {
+            r["symbol"]: Position(r["qty"], r["avg_cost"])
+            for r in conn.execute("SELECT * FROM positions WHERE portfolio=?", (portfolio,))
+        }
+        return Account(portfolio, row["cash"], row["starting_cash"], row["peak_equity"], positions)
+
+    def get_fill(self, oid: str) -> FillRecord | None:
+        with open_db(self.path) as conn:
+            row = conn.execute("SELECT * FROM fills WHERE order_id=?", (oid,)).fetchone()
+        return _fill_from_row(row) if row else None
+
+    def record_fill(
+        self,
+        *,
+        portfolio: str,
+        as_of: str,
+        symbol: str,
+        side: str,
+        qty_requested: float,
+        make_fill: Callable[[Account], FillRecord | str],
+    ) -> FillRecord | str:
+        """Fill one order exactly once.
+
+        ``make_fill`` sees the current account (inside the transaction) and returns the
+        fill to book, or a reason string when the order cannot fill. Returns the booked
+        (or previously booked) fill, or the reason.
+        """
+        oid = order_id(portfolio, as_of, symbol)
+        conn = connect(self.path)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            existing = conn.execute("SELECT * FROM fills WHERE order_id=?", (oid,)).fetchone()
+            if existing is not None:
+                conn.execute("ROLLBACK")
+                return _fill_from_row(existing)
+            prior = conn.execute("SELECT status, reason FROM orders WHERE order_id=?", (oid,)).fetchone()
+            if prior is not None and prior["status"] == "UNFILLED":
+                conn.execute("ROLLBACK")
+                return prior["reason"]
+            account = self._account(conn, portfolio)
+            result = make_fill(account)
+            if isinstance(result, str):
+                conn.execute(
+                    "INSERT INTO orders(order_id, portfolio, as_of, symbol, side, qty_requested, status, reason)"
+                    " VALUES (?,?,?,?,?,?, 'UNFILLED', ?)",
+                    (oid, portfolio, as_of, symbol, side, qty_requested, result),
+                )
+                conn.execute("COMMIT")
+                return result
+            realized = apply_fill(account, symbol, side, result.qty, result.price, result.fee)
+            fill = FillRecord(**{**result.__dict__, "order_id": oid, "realized_pnl": realized})
+            conn.execute(
+                "INSERT INTO orders(order_id, portfolio, as_of, symbol, side, qty_requested, status)"
+                " VALUES (?,?,?,?,?,?, 'FILLED')",
+                (oid, portfolio, as_of, symbol, side, qty_requested),
+            )
+            conn.execute(
+                "INSERT INTO fills(order_id, portfolio, symbol, side, qty, reference_price, price,"
+                " slippage_pct, fee, realized_pnl, fill_date, latency_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (oid, portfolio, symbol, side, fill.qty, fill.reference_price, fill.price,
+                 fill.slippage_pct, fill.fee, fill.realized_pnl, fill.fill_date, fill.latency_ms),
+            )
+            conn.execute("UPDATE portfolios SET cash=? WHERE id=?", (account.cash, portfolio))
+            pos = account.positions.get(symbol)
+            if pos is None:
+                conn.execute("DELETE FROM positions WHERE portfolio=? AND symbol=?", (portfolio, symbol))
+            else:
+                conn.execute(
+                    "INSERT INTO positions(portfolio, symbol, qty, avg_cost) VALUES (?,?,?,?)"
+                    " ON CONFLICT(portfolio, symbol) DO UPDATE SET qty=excluded.qty, avg_cost=excluded.avg_cost",
+                    (portfolio, symbol, pos.qty, pos.avg_cost),
+                )
+            conn.execute("COMMIT")
+            return fill
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        finally:
+            conn.close()
+
+    def recent_fills(self, portfolio: str, limit: int = 10, symbol: str | None = None) -> list[dict]:
+        sql = "SELECT * FROM fills WHERE portfolio=?"
+        args: list = [portfolio]
+        if symbol:
+            sql += " AND symbol=?"
+            args.append(symbol)
+        sql += " ORDER BY fill_date DESC, created_at DESC LIMIT ?"
+        args.append(int(limit))
+        with open_db(self.path) as conn:
+            return [_fill_from_row(r).as_dict() for r in conn.execute(sql, args)]
+
+    def last_completed_cycle(self, portfolio: str, before: str | None = None) -> dict | None:
+        """The latest completed cycle (strictly before ``before``, a YYYY-MM-DD day, if given)."""
+        with open_db(self.path) as conn:
+            row = conn.execute(
+                "SELECT * FROM cycles WHERE portfolio=? AND as_of < ? ORDER BY as_of DESC LIMIT 1",
+                (portfolio, before or "9999-12-31"),
+            ).fetchone()
+        return dict(row) if row else None
+
+    def complete_cycle(self, portfolio: str, as_of: str, equity: float, cash: float, reward: float) -> None:
+        """Mark a cycle done (idempotent) and raise the high-water mark for the drawdown halt."""
+        with open_db(self.path) as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO cycles(portfolio, as_of, equity, cash, reward) VALUES (?,?,?,?,?)",
+                (portfolio, as_of, equity, cash, reward),
+            )
+            conn.execute(
+                "UPDATE portfolios SET peak_equity=MAX(peak_equity, ?) WHERE id=?", (equity, portfolio)
+            )
+
+
+def _fill_from_row(row) -> FillRecord:
+    return FillRecord(
+        order_id=row["order_id"],
+        symbol=row["symbol"],
+        side=row["side"],
+        qty=row["qty"],
+        reference_price=row["reference_price"],
+        price=row["price"],
+        slippage_pct=row["slippage_pct"],
+        fee=row["fee"],
+        realized_pnl=row["realized_pnl"],
+        fill_date=row["fill_date"],
+        latency_ms=row["latency_ms"],
+    )

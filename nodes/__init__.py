@@ -1,0 +1,1 @@
+"""Graph nodes: one agent per module, plus the cycle's preparation and bookkeeping nodes."""

@@ -1,0 +1,132 @@
+"""The shared shape of every LLM agent node: model fallback over the chain, then the prior.
+
+An :class:`LLMAgent` node makes ONE attempt per visit: it asks model number
+``attempts[key]`` of the cycle's usable chain. On failure it records the error and bumps
+the counter; the conditional edge from :meth:`LLMAgent.route` sends the graph back to the
+same node for the next model. When the chain is exhausted (or empty), the node answers
+with its deterministic quantitative prior, marked ``degraded``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import pandas as pd
+from langgraph.runtime import Runtime
+from pydantic import BaseModel
+
+from graph.context import VoltContext
+from graph.models import make_chat_model
+from graph.settings import VoltSettings
+from graph.state import CandidateState
+from memory.ledger import Ledger
+from memory.message_log import MessageType, message
+from nodes.llm_call import ModelAttemptError, call_structured
+from prompts import load_prompt
+from tools.indicator_tools import INDICATOR_TOOLS
+from tools.market_data import load_dataset
+from tools.portfolio_tools import PORTFOLIO_TOOLS
+from tools.tool_view import ToolView
+
+AGENT_TOOLS = [*INDICATOR_TOOLS, *PORTFOLIO_TOOLS]
+
+Evidence = Callable[[CandidateState, VoltSettings], dict[str, Any]]
+Prior = Callable[[CandidateState, VoltSettings], BaseModel]
+Shortcut = Callable[[CandidateState, VoltSettings], dict[str, Any] | None]
+Finish = Callable[[CandidateState, VoltSettings, BaseModel], dict[str, Any]]
+
+
+@lru_cache(maxsize=16)
+def _cached_model(spec: str, host: str, timeout_s: float):
+    return make_chat_model(spec, host=host, timeout_s=timeout_s)
+
+
+def chat_model(spec: str, runtime: Runtime[VoltContext]):
+    ctx = runtime.context
+    if ctx.chat_model_factory is not None:
+        return ctx.chat_model_factory(spec)
+    return _cached_model(spec, ctx.settings.ollama_host, ctx.settings.model_timeout_s)
+
+
+def tool_view(state: CandidateState, settings: VoltSettings) -> ToolView:
+    return ToolView(
+        dataset=load_dataset(settings.data_csv),
+        as_of=pd.Timestamp(state["as_of"]),
+        ledger=Ledger(settings.ledger_path),
+        portfolio=state["portfolio_id"],
+        min_history=settings.min_history,
+    )
+
+
+@dataclass(frozen=True)
+class LLMAgent:
+    name: str  # node name, e.g. "market_agent"
+    key: str  # state key the result goes to, e.g. "market"
+    schema: type[BaseModel]
+    evidence: Evidence
+    prior: Prior
+    to_agent: str
+    message_type: MessageType
+    shortcut: Shortcut | None = None  # a decision that needs no model (e.g. a hard block)
+    finish: Finish | None = None  # extra fields derived from the final answer
+
+    def _result(self, state, settings, output: BaseModel, *, source: str, model: str | None, version: str) -> dict:
+        result = {
+            "agent": self.name,
+            "symbol": state["symbol"],
+            "source": source,
+            "model": model,
+            "degraded": source == "prior",
+            "prompt_version": version,
+            "output": output.model_dump(mode="json"),
+        }
+        if self.finish is not None:
+            result.update(self.finish(state, settings, output))
+        return result
+
+    def _done(self, state, result: dict, calls: int = 0) -> dict:
+        msg = message(self.name, self.to_agent, self.message_type, {"symbol": state["symbol"], **result})
+        return {self.key: result, "llm_calls": calls, "agent_messages": [msg]}
+
+    def __call__(self, state: CandidateState, runtime: Runtime[VoltContext]) -> dict:
+        settings = runtime.context.settings
+        if self.shortcut is not None and (early := self.shortcut(state, settings)) is not None:
+            return self._done(state, early)
+        prompt = load_prompt(self.name)
+        prior = self.prior(state, settings)
+        models = state.get("models") or []
+        index = (state.get("attempts") or {}).get(self.key, 0)
+        if index >= len(models):
+            return self._done(state, self._result(state, settings, prior, source="prior", model=None, version=prompt.version))
+        spec = models[index]
+        evidence = {**self.evidence(state, settings), "quantitative_prior": prior.model_dump(mode="json")}
+        try:
+            answer, calls = call_structured(
+                chat_model(spec, runtime),
+                system=prompt.text,
+                evidence=evidence,
+                schema=self.schema,
+                tools=AGENT_TOOLS,
+                tool_args={"view": tool_view(state, settings)},
+                max_tool_rounds=settings.max_tool_rounds,
+                context={"symbol": state["symbol"]},
+            )
+        except ModelAttemptError as exc:
+            last = index + 1 >= len(models)
+            error = {
+                "agent": self.name,
+                "symbol": state["symbol"],
+                "model": spec,
+                "category": exc.category.value,
+                "message": str(exc),
+                "recovery": "quantitative prior" if last else f"fallback to {models[index + 1]}",
+            }
+            return {"attempts": {self.key: index + 1}, "llm_calls": exc.calls, "errors": [error]}
+        return self._done(state, self._result(state, settings, answer, source="model", model=spec, version=prompt.version), calls)
+
+    def route(self, state: CandidateState) -> str:
+        """Conditional edge: ``retry`` this node with the next model, or ``done``."""
+        return "done" if state.get(self.key) else "retry"

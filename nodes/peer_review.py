@@ -1,0 +1,59 @@
+"""Peer review: risk, auditor and history reviewer vote on the sized order.
+
+Two or more approvals: APPROVED. One: CAUTION, the order is halved. None: REJECTED; the
+first rejection goes back to StrategyAgent as a correction request with the reviewers'
+objections, a second one holds. The risk vote counts as an approval only if RiskAgent
+approved; hard limits have already sized the order and nothing here can enlarge it.
+"""
+
+from __future__ import annotations
+
+from graph.state import CandidateState
+from memory.message_log import MessageType, message
+
+MAX_REVISIONS = 1
+
+
+def peer_review(state: CandidateState) -> dict:
+    risk, audit, history = state["risk"], state["audit"], state["history"]
+    votes = {
+        "risk_agent": risk["output"]["verdict"] == "APPROVED",
+        "auditor_agent": audit["output"]["verdict"] == "APPROVED",
+        "history_reviewer": history["verdict"] == "APPROVED",
+    }
+    approvals = sum(votes.values())
+    verdict = "APPROVED" if approvals >= 2 else "CAUTION" if approvals == 1 else "REJECTED"
+    order = dict(risk["order"])
+    if verdict == "CAUTION":
+        order["qty"] = round(order["qty"] / 2.0, 8)
+        order["notional"] = round(order["notional"] / 2.0, 6)
+    objections = [
+        *(f"risk: {r}" for r in risk["output"].get("reasons", []) if not votes["risk_agent"]),
+        *(f"auditor: {o}" for o in audit["output"].get("objections", []) if not votes["auditor_agent"]),
+        *(f"history: {r}" for r in history["reasons"] if not votes["history_reviewer"]),
+    ]
+    review = {"verdict": verdict, "approvals": approvals, "votes": votes, "objections": objections,
+              "order": order if verdict != "REJECTED" else None, "revision": state.get("revision", 0)}
+    msg = message("peer_review", "execution_agent" if verdict != "REJECTED" else "strategy_agent",
+                  MessageType.PEER_REVIEW, {"symbol": state["symbol"], **review})
+    return {"review": review, "agent_messages": [msg]}
+
+
+def route_after_review(state: CandidateState) -> str:
+    if state["review"]["verdict"] != "REJECTED":
+        return "approved"
+    return "revise" if state.get("revision", 0) < MAX_REVISIONS else "rejected"
+
+
+def request_correction(state: CandidateState) -> dict:
+    """Send the rejected proposal back to StrategyAgent once, with the objections."""
+    objections = state["review"]["objections"] or ["rejected by all reviewers"]
+    msg = message("peer_review", "strategy_agent", MessageType.CORRECTION_REQUEST,
+                  {"symbol": state["symbol"], "objections": objections})
+    return {
+        "revision": state.get("revision", 0) + 1,
+        "objections": objections,
+        "strategy": None, "consensus": None, "risk": None, "audit": None, "history": None, "review": None,
+        "attempts": {"strategy": 0, "risk": 0, "audit": 0},
+        "agent_messages": [msg],
+    }

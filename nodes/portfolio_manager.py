@@ -1,0 +1,50 @@
+"""PortfolioManager: values the portfolio after the fills, computes the cycle's reward,
+closes the cycle in the ledger and stores the cycle's agent messages for audit.
+
+Valuation after the cycle marks each position at its fill-day open (next bar), falling
+back to the last close. Reward = equity after this cycle - equity after the previous one
+(the starting cash for the first cycle).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from langgraph.runtime import Runtime
+
+from graph.context import VoltContext
+from graph.state import CycleState
+from memory.ledger import Ledger
+from memory.message_log import MessageLog, MessageType, Priority, message
+from nodes.execution_agent import broker_marks
+from tools.market_data import load_dataset
+from tools.portfolio import value_account
+
+
+def portfolio_manager(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
+    settings = runtime.context.settings
+    portfolio, day = state["portfolio_id"], state["as_of"]
+    dataset = load_dataset(settings.data_csv)
+    ledger = Ledger(settings.ledger_path)
+    account = ledger.account(portfolio)
+    after = value_account(account, broker_marks(dataset, account.held(), pd.Timestamp(day))).as_dict()
+    previous = ledger.last_completed_cycle(portfolio, before=day)
+    reference = previous["equity"] if previous else account.starting_cash
+    reward = after["equity"] - reference
+    after["reward"] = round(reward, 6)
+    after["peak_equity"] = max(account.peak_equity, after["equity"])
+    after["fees_paid"] = round(sum(f["fee"] for f in state.get("fills", [])), 6)
+    ledger.complete_cycle(portfolio, day, after["equity"], after["cash"], reward)
+
+    new = [message("portfolio_manager", "broadcast", MessageType.STATUS_UPDATE,
+                   {"as_of": day, "equity": after["equity"], "cash": after["cash"], "reward": after["reward"]})]
+    if state.get("fills"):
+        new.append(message("portfolio_manager", "learning_agent", MessageType.FEEDBACK_EVENT,
+                           {"trigger": "capital_change", "reward": after["reward"],
+                            "transaction_cost": after["fees_paid"]}))
+    errors = [message(e.get("agent", "data"), "learning_agent", MessageType.ERROR_REPORT, e, Priority.HIGH)
+              for e in [*state.get("errors", []), *state.get("data_errors", [])]]
+    # Error messages get stable ids so a resumed cycle does not store them twice.
+    for i, m in enumerate(errors):
+        m["message_id"] = f"{state['cycle_id']}:error:{i}"
+    MessageLog(settings.ledger_path).write(state["cycle_id"], [*state.get("agent_messages", []), *new, *errors])
+    return {"portfolio_after": after, "reward": reward, "agent_messages": new}

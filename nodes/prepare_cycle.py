@@ -1,0 +1,136 @@
+"""First node of a cycle: fix the as-of day, pick candidates, compute their indicators.
+
+Everything here is point-in-time: only bars dated on or before the as-of day are read.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from langgraph.runtime import Runtime
+from langgraph.types import Overwrite, Send
+
+from graph.context import VoltContext
+from graph.errors import CycleDateError
+from graph.models import resolve_model_chain
+from graph.state import CycleState
+from memory.ledger import Ledger
+from memory.message_log import MessageType, message
+from tools.indicators import indicator_snapshot
+from tools.market_data import MarketDataset, load_dataset
+from tools.portfolio import value_account
+from tools.universe import select_candidates
+
+
+def resolve_as_of(dataset: MarketDataset, last_completed: str | None, pinned: str | None, min_history: int) -> pd.Timestamp:
+    """The day this cycle decides on.
+
+    Pinned: must be a trading day of the data with a next day to fill on, and after the
+    portfolio's last completed cycle. Otherwise: the trading day after the last completed
+    cycle, or, for a new portfolio, the first day with ``min_history`` bars.
+    """
+    cal = dataset.calendar
+    first = cal[min(min_history - 1, len(cal) - 1)]
+    last_tradable = cal[-2] if len(cal) >= 2 else None
+    if last_tradable is None or first > last_tradable:
+        raise CycleDateError(f"{dataset.source}: not enough trading days for a cycle ({len(cal)})")
+    span = f"{first:%Y-%m-%d}..{last_tradable:%Y-%m-%d}"
+    if pinned:
+        try:
+            day = pd.Timestamp(pinned).normalize()
+        except (ValueError, TypeError):
+            raise CycleDateError(f"--as-of {pinned!r} is not a date (use YYYY-MM-DD)") from None
+        if day not in cal or day < first or day > last_tradable:
+            raise CycleDateError(f"--as-of {day:%Y-%m-%d} is not a tradable day of the data ({span})")
+        if last_completed and day <= pd.Timestamp(last_completed):
+            raise CycleDateError(
+                f"--as-of {day:%Y-%m-%d}: this portfolio already completed {last_completed}; "
+                "cycles only move forward (use --portfolio NAME for a fresh one)"
+            )
+        return day
+    if last_completed is None:
+        return first
+    later = cal[cal > pd.Timestamp(last_completed)]
+    if len(later) == 0 or later[0] > last_tradable:
+        raise CycleDateError(
+            f"replay finished: the last cycle ({last_completed}) used the final tradable day; "
+            "use --portfolio NAME to start a new portfolio"
+        )
+    return later[0]
+
+
+def prepare_cycle(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
+    settings = runtime.context.settings
+    portfolio = state.get("portfolio_id") or settings.portfolio
+    dataset = load_dataset(settings.data_csv)
+    ledger = Ledger(settings.ledger_path)
+    ledger.ensure_portfolio(portfolio, settings.starting_cash)
+    last = ledger.last_completed_cycle(portfolio)
+    as_of = resolve_as_of(dataset, last["as_of"] if last else None, state.get("as_of"), settings.min_history)
+    day = f"{as_of:%Y-%m-%d}"
+    cycle_id = f"{portfolio}:{day}"
+
+    account = ledger.account(portfolio)
+    selection = select_candidates(
+        dataset, as_of, k=settings.top_k, held=account.held(),
+        watchlist=settings.watchlist or None, min_history=settings.min_history,
+    )
+    data_errors = [{"symbol": e.symbol, "category": "data", "message": str(e)} for e in selection.data_errors]
+    snapshots, candidates = {}, []
+    for symbol in selection.candidates:
+        try:
+            snapshots[symbol] = indicator_snapshot(symbol, dataset.history(symbol, as_of))
+            candidates.append(symbol)
+        except ValueError as exc:
+            data_errors.append({"symbol": symbol, "category": "data", "message": f"DATA {symbol}: {exc}"})
+
+    prices = {}
+    for symbol in account.held():
+        bars = dataset.history(symbol, as_of)
+        if len(bars):
+            prices[symbol] = float(bars["close"].iloc[-1])
+    before = value_account(account, prices).as_dict()
+    before["peak_equity"] = account.peak_equity
+    models = resolve_model_chain(settings, runtime.context.chat_model_factory)
+    status = message("prepare_cycle", "broadcast", MessageType.STATUS_UPDATE,
+                     {"as_of": day, "candidates": candidates, "models": models.usable, "note": models.note})
+    return {
+        "portfolio_id": portfolio,
+        "as_of": day,
+        "cycle_id": cycle_id,
+        "data_source": dataset.source,
+        "candidates": candidates,
+        "scores": {s: selection.scores.get(s) for s in candidates},
+        "snapshots": snapshots,
+        "data_errors": data_errors,
+        "model_status": models.as_dict(),
+        "portfolio_before": before,
+        "decisions": Overwrite([]),
+        "agent_messages": Overwrite([status]),
+        "errors": Overwrite([]),
+        "orders": [],
+        "fills": [],
+        "portfolio_after": {},
+        "reward": 0.0,
+    }
+
+
+def fan_out(state: CycleState) -> list[Send] | str:
+    """One ``Send`` per candidate: the analysts run in parallel, one branch per symbol."""
+    if not state["candidates"]:
+        return "execution_agent"
+    return [
+        Send("analyze_candidate", {
+            "portfolio_id": state["portfolio_id"],
+            "as_of": state["as_of"],
+            "cycle_id": state["cycle_id"],
+            "symbol": symbol,
+            "snapshot": state["snapshots"][symbol],
+            "portfolio": state["portfolio_before"],
+            "models": state["model_status"]["usable"],
+            "attempts": {},
+            "revision": 0,
+            "objections": [],
+            "llm_calls": 0,
+        })
+        for symbol in state["candidates"]
+    ]

@@ -1,0 +1,106 @@
+"""RiskAgent: an LLM opinion on top of hard limits enforced in code.
+
+The order is sized by :func:`tools.risk_limits.size_order` before any model is asked;
+a hard block (no short selling, drawdown halt, no room) ends the review without a model.
+The model's ``max_position_pct`` is applied with ``min`` against the configured cap, so
+it can only tighten. Prior: ``risk_score = 0.5 * min(1, ATR% / 5%) + 0.3 * position
+use + 0.2 * exposure use`` (post-trade, as fractions of their caps); APPROVED below 0.7.
+"""
+
+from __future__ import annotations
+
+from graph.schemas import RiskOpinion
+from graph.settings import VoltSettings
+from graph.state import CandidateState
+from memory.message_log import MessageType
+from nodes.agent_node import LLMAgent
+from tools.risk_limits import Limits, SizedOrder, size_order
+
+APPROVE_BELOW = 0.7
+
+
+def limits_from(settings: VoltSettings) -> Limits:
+    return Limits(
+        max_position_pct=settings.max_position_pct,
+        max_gross_exposure_pct=settings.max_gross_exposure_pct,
+        allow_short=settings.allow_short,
+        max_drawdown_pct=settings.max_drawdown_pct,
+        fee_rate=settings.fee_rate,
+    )
+
+
+def hard_sized_order(state: CandidateState, settings: VoltSettings, model_cap: float | None = None) -> SizedOrder:
+    p, c, symbol = state["portfolio"], state["consensus"], state["symbol"]
+    held = p["positions"].get(symbol, {}).get("qty", 0.0)
+    return size_order(
+        symbol=symbol,
+        side=c["action"],
+        size_pct=c["size_pct"],
+        price=state["snapshot"]["close"],
+        equity=p["equity"],
+        cash=p["cash"],
+        position_qty=held,
+        gross_exposure=p["gross_exposure"],
+        peak_equity=p["peak_equity"],
+        limits=limits_from(settings),
+        model_max_position_pct=model_cap,
+    )
+
+
+def _blocked(state: CandidateState, settings: VoltSettings) -> dict | None:
+    order = hard_sized_order(state, settings)
+    if order.blocked is None:
+        return None
+    opinion = RiskOpinion(symbol=state["symbol"], verdict="REJECTED", risk_score=1.0, reasons=[order.blocked])
+    return {"agent": "risk_agent", "symbol": state["symbol"], "source": "limits", "model": None,
+            "degraded": False, "prompt_version": None, "output": opinion.model_dump(mode="json"),
+            "order": order.as_dict(), "blocked": True}
+
+
+def risk_prior(state: CandidateState, settings: VoltSettings) -> RiskOpinion:
+    order = hard_sized_order(state, settings)
+    p, s = state["portfolio"], state["snapshot"]
+    equity = max(p["equity"], 1e-9)
+    held_value = p["positions"].get(state["symbol"], {}).get("market_value", 0.0)
+    sign = 1.0 if order.side == "BUY" else -1.0
+    position_use = abs(held_value + sign * order.notional) / (settings.max_position_pct * equity)
+    exposure_use = (p["gross_exposure"] + sign * order.notional) / (settings.max_gross_exposure_pct * equity)
+    vol = min(1.0, s["atr_pct"] / 0.05)
+    score = min(1.0, max(0.0, 0.5 * vol + 0.3 * min(1.0, position_use) + 0.2 * min(1.0, max(0.0, exposure_use))))
+    reasons = [f"ATR {s['atr_pct']:.2%} of price", f"position {position_use:.0%} of cap",
+               f"exposure {max(0.0, exposure_use):.0%} of cap"] + [f"capped by {c}" for c in order.capped_by]
+    return RiskOpinion(symbol=state["symbol"], verdict="APPROVED" if score < APPROVE_BELOW else "REJECTED",
+                       risk_score=round(score, 4), reasons=reasons)
+
+
+def risk_evidence(state: CandidateState, settings: VoltSettings) -> dict:
+    return {
+        "symbol": state["symbol"],
+        "as_of": state["as_of"],
+        "proposal": state["consensus"],
+        "sized_order": hard_sized_order(state, settings).as_dict(),
+        "portfolio": state["portfolio"],
+        "limits": limits_from(settings).__dict__,
+        "indicators": {k: state["snapshot"][k] for k in ("close", "atr14", "atr_pct", "adx14", "rsi14", "bb_pband")},
+    }
+
+
+def _final_order(state: CandidateState, settings: VoltSettings, opinion: RiskOpinion) -> dict:
+    return {"order": hard_sized_order(state, settings, opinion.max_position_pct).as_dict(), "blocked": False}
+
+
+risk_agent = LLMAgent(
+    name="risk_agent",
+    key="risk",
+    schema=RiskOpinion,
+    evidence=risk_evidence,
+    prior=risk_prior,
+    to_agent="peer_review",
+    message_type=MessageType.RISK_APPROVAL,
+    shortcut=_blocked,
+    finish=_final_order,
+)
+
+
+def route_after_risk(state: CandidateState) -> str:
+    return "blocked" if state["risk"].get("blocked") else "review"

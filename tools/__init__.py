@@ -1,0 +1,1 @@
+"""Market data, indicators, universe selection, cost model, accounting and agent tools."""

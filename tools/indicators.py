@@ -1,0 +1,90 @@
+"""Technical indicators, computed with the ``ta`` library on pandas (no hand-written formulas).
+
+:func:`indicator_snapshot` is what agents and priors see: the latest value of every
+indicator as of the last bar given, plus a few plain facts (20-day high/low, return).
+Callers pass point-in-time history (``MarketDataset.history``), so nothing here can look
+ahead.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+from ta.momentum import RSIIndicator, StochasticOscillator
+from ta.trend import MACD, ADXIndicator, SMAIndicator
+from ta.volatility import AverageTrueRange, BollingerBands
+from ta.volume import VolumeWeightedAveragePrice
+
+INDICATOR_WINDOWS = {"sma_fast": 20, "sma_slow": 50, "rsi": 14, "atr": 14, "adx": 14, "bb": 20}
+
+
+def compute_indicators(bars: pd.DataFrame) -> pd.DataFrame:
+    """Indicator columns for every bar. ``bars`` has open/high/low/close/volume columns."""
+    high, low, close, volume = bars["high"], bars["low"], bars["close"], bars["volume"]
+    macd = MACD(close=close, window_slow=26, window_fast=12, window_sign=9)
+    bb = BollingerBands(close=close, window=20, window_dev=2)
+    stoch = StochasticOscillator(high=high, low=low, close=close, window=14, smooth_window=3)
+    out = pd.DataFrame(
+        {
+            "sma20": SMAIndicator(close=close, window=20).sma_indicator(),
+            "sma50": SMAIndicator(close=close, window=50).sma_indicator(),
+            "rsi14": RSIIndicator(close=close, window=14).rsi(),
+            "macd": macd.macd(),
+            "macd_signal": macd.macd_signal(),
+            "macd_hist": macd.macd_diff(),
+            "atr14": AverageTrueRange(high=high, low=low, close=close, window=14).average_true_range(),
+            "bb_high": bb.bollinger_hband(),
+            "bb_mid": bb.bollinger_mavg(),
+            "bb_low": bb.bollinger_lband(),
+            "bb_pband": bb.bollinger_pband(),
+            "adx14": ADXIndicator(high=high, low=low, close=close, window=14).adx(),
+            "stoch_k": stoch.stoch(),
+            "stoch_d": stoch.stoch_signal(),
+            "vwap14": VolumeWeightedAveragePrice(
+                high=high, low=low, close=close, volume=volume, window=14
+            ).volume_weighted_average_price(),
+        },
+        index=bars.index,
+    )
+    return out
+
+
+def indicator_snapshot(symbol: str, bars: pd.DataFrame) -> dict:
+    """Latest indicator values as a flat JSON-safe dict (prices in the data's currency).
+
+    Raises ``ValueError`` naming the indicator when any value is not finite (too little
+    or degenerate history), so the caller can report a DATA error instead of trading.
+    """
+    if len(bars) < 2:
+        raise ValueError(f"only {len(bars)} bars")
+    ind = compute_indicators(bars)
+    last = ind.iloc[-1]
+    bar = bars.iloc[-1]
+    close = float(bar["close"])
+    vol20 = float(bars["volume"].iloc[-20:].mean())
+    window20 = bars.iloc[-20:]
+    ref = float(bars["close"].iloc[-21]) if len(bars) > 20 else float(bars["close"].iloc[0])
+    snap = {
+        "symbol": symbol,
+        "date": f"{bars.index[-1]:%Y-%m-%d}",
+        "bars": len(bars),
+        "open": float(bar["open"]),
+        "high": float(bar["high"]),
+        "low": float(bar["low"]),
+        "close": close,
+        "prev_close": float(bars["close"].iloc[-2]),
+        "volume": float(bar["volume"]),
+        "volume_avg20": vol20,
+        "volume_ratio": float(bar["volume"]) / vol20 if vol20 > 0 else 0.0,
+        "high20": float(window20["high"].max()),
+        "low20": float(window20["low"].min()),
+        "return_20d": close / ref - 1.0,
+        **{k: float(v) for k, v in last.items()},
+    }
+    snap["atr_pct"] = snap["atr14"] / close
+    snap["change_pct"] = close / snap["prev_close"] - 1.0
+    bad = [k for k, v in snap.items() if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        raise ValueError(f"indicator(s) not computable: {', '.join(bad)}")
+    return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in snap.items()}

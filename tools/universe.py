@@ -1,0 +1,81 @@
+"""Universe selection ("trending symbols"): which symbols reach the LLM agents this cycle.
+
+Score, per eligible symbol as of day D (cross-sectional, so it is comparable across
+symbols of any price or size)::
+
+    volume_surge = log(mean volume of the last 5 bars / mean volume of the last 50 bars)
+    momentum     = close(D) / close(D - 20 bars) - 1
+    score        = 0.5 * z(volume_surge) + 0.5 * z(momentum)
+
+where ``z`` is the z-score across the eligible symbols that day. Eligible: in the
+watchlist, a bar on D, no data issue up to D, and at least ``min_history`` bars. The top
+``k`` by score are the candidates; every currently held symbol is added after them, so
+exits are always considered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from graph.errors import DataError
+from tools.market_data import MarketDataset
+
+
+@dataclass(frozen=True)
+class UniverseSelection:
+    candidates: list[str]
+    scores: dict[str, float]
+    data_errors: list[DataError]
+    eligible: int
+
+
+def select_candidates(
+    dataset: MarketDataset,
+    as_of: pd.Timestamp,
+    *,
+    k: int,
+    held: list[str],
+    watchlist: list[str] | None = None,
+    min_history: int = 50,
+) -> UniverseSelection:
+    universe = sorted(set(watchlist) if watchlist else set(dataset.symbols))
+    if not watchlist:
+        # Symbols not listed yet (no bar up to D) are not part of that day's market.
+        universe = [s for s in universe if s in dataset.issues or len(dataset.history(s, as_of))]
+    errors = [e for s in universe if (e := dataset.data_error(s, as_of, min_history)) is not None]
+    bad = {e.symbol for e in errors}
+    for symbol in held:
+        if symbol not in universe and (e := dataset.data_error(symbol, as_of, min_history)):
+            errors.append(e)
+            bad.add(symbol)
+
+    end = dataset.calendar.searchsorted(as_of, side="right")
+    closes = dataset.close_panel.iloc[:end]
+    volumes = dataset.volume_panel.iloc[:end]
+    cols = [s for s in universe if s not in bad and s in closes.columns]
+    scores: dict[str, float] = {}
+    if cols and end > 0:
+        today = closes[cols].iloc[-1]
+        cols = [s for s in cols if pd.notna(today[s])]  # a bar on D
+        if cols:
+            vol = volumes[cols]
+            surge = np.log(vol.iloc[-5:].mean() / vol.iloc[-50:].mean())
+            # 20 bars back per symbol, skipping the symbol's own gaps.
+            ref = closes[cols].apply(lambda c: c.dropna().iloc[-21] if c.count() > 20 else np.nan)
+            momentum = closes[cols].iloc[-1] / ref - 1.0
+            frame = pd.DataFrame({"surge": surge, "momentum": momentum}).replace(
+                [np.inf, -np.inf], np.nan
+            ).dropna()
+            if not frame.empty:
+                z = (frame - frame.mean()) / frame.std(ddof=0).replace(0, 1.0)
+                score = (0.5 * z["surge"] + 0.5 * z["momentum"]).fillna(0.0)
+                scores = {s: round(float(v), 4) for s, v in score.items()}
+    ranked = sorted(scores, key=lambda s: (-scores[s], s))
+    candidates = ranked[:k]
+    for symbol in sorted(held):
+        if symbol not in candidates and symbol not in bad and dataset.has_bar(symbol, as_of):
+            candidates.append(symbol)
+    return UniverseSelection(candidates, scores, errors, eligible=len(scores))
