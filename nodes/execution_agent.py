@@ -71,7 +71,8 @@ def execution_agent(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
                 values = {s: p.qty * marks.get(s, p.avg_cost) for s, p in account.positions.items()}
                 equity = account.cash + sum(values.values())
                 room = min(
-                    account.cash / (price * (1 + settings.fee_rate)),
+                    # a hair under the exact cash bound, so float rounding never leaves cash < 0
+                    account.cash / (price * (1 + settings.fee_rate)) * (1 - 1e-12),
                     (settings.max_position_pct * equity - values.get(symbol, 0.0)) / price,
                     (settings.max_gross_exposure_pct * equity - sum(abs(v) for v in values.values())) / price,
                 )

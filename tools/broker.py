@@ -7,7 +7,8 @@ Slippage model (documented, deterministic), as a fraction of the reference price
 
 The first term is a spread/timing cost of 5% of the day's typical range; the second is
 the square-root market-impact law scaled by volatility. With ATR at 2% of price, a
-small order pays about 0.1%; the cap (default 0.5%) bounds it. Buys fill above the
+small order pays about 0.1%; the cap (default 0.5%) bounds it, and
+unknown volatility or liquidity pays the cap. Buys fill above the
 reference price, sells below. Fees are ``fee_rate`` (default 0.25%) of the filled notional.
 """
 
@@ -20,11 +21,11 @@ def slippage_fraction(
     *, atr_pct: float, order_shares: float, avg_daily_shares: float, max_slippage: float = 0.005
 ) -> float:
     """Slippage as a fraction of price, in ``[0, max_slippage]``."""
-    atr_pct = max(0.0, atr_pct) if math.isfinite(atr_pct) else 0.0
-    if avg_daily_shares > 0 and math.isfinite(avg_daily_shares):
-        participation = max(0.0, order_shares) / avg_daily_shares
-    else:
-        participation = 1.0  # unknown liquidity: assume the worst
+    known = math.isfinite(atr_pct) and math.isfinite(avg_daily_shares) and avg_daily_shares > 0
+    if not known:
+        return max_slippage  # unknown volatility or liquidity: assume the worst
+    participation = max(0.0, order_shares) / avg_daily_shares
+    atr_pct = max(0.0, atr_pct)
     raw = 0.05 * atr_pct + atr_pct * math.sqrt(participation)
     return min(max_slippage, max(0.0, raw))
 

@@ -58,7 +58,10 @@ def indicator_snapshot(symbol: str, bars: pd.DataFrame) -> dict:
     """
     if len(bars) < 2:
         raise ValueError(f"only {len(bars)} bars")
-    ind = compute_indicators(bars)
+    try:
+        ind = compute_indicators(bars)
+    except (IndexError, ZeroDivisionError) as exc:  # ta fails this way on very short series
+        raise ValueError(f"indicators not computable on {len(bars)} bars ({type(exc).__name__})") from exc
     last = ind.iloc[-1]
     bar = bars.iloc[-1]
     close = float(bar["close"])

@@ -115,10 +115,11 @@ _EMPTY_BARS = pd.DataFrame(
 
 
 def _parse_dates(raw: pd.Series) -> pd.Series:
+    """YYYYMMDD or YYYY-MM-DD only; anything else (even words pandas knows, like 'today') is NaT."""
     text = raw.astype("string").str.strip()
-    compact = pd.to_datetime(text.where(text.str.fullmatch(r"\d{8}")), format="%Y%m%d", errors="coerce")
-    iso = pd.to_datetime(text.where(~text.str.fullmatch(r"\d{8}")), format="%Y-%m-%d", errors="coerce")
-    return compact.fillna(iso)
+    compact = pd.to_datetime(text.where(text.str.fullmatch(r"\d{8}").fillna(False)), format="%Y%m%d", errors="coerce")
+    iso = pd.to_datetime(text.where(text.str.fullmatch(r"\d{4}-\d{2}-\d{2}").fillna(False)), format="%Y-%m-%d", errors="coerce")
+    return compact.where(compact.notna(), iso)
 
 
 def _first_issue(frame: pd.DataFrame, symbol: str) -> SymbolIssue | None:
@@ -210,7 +211,9 @@ def read_csv(path: Path) -> pd.DataFrame:
         return pd.read_csv(path, dtype=str, keep_default_na=True)
     except FileNotFoundError as exc:
         raise DataFileError(f"{path}: file not found") from exc
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+    except IsADirectoryError as exc:
+        raise DataFileError(f"{path}: is a directory, not a CSV file") from exc
+    except Exception as exc:  # untrusted input: any failure to read is one clear error
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataFileError(f"{path}: not a readable CSV ({first})") from exc
 

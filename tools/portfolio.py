@@ -69,17 +69,33 @@ def value_account(account: Account, prices: dict[str, float]) -> Valuation:
 
 
 def apply_fill(account: Account, symbol: str, side: str, qty: float, price: float, fee: float) -> float:
-    """Apply one fill in place; returns the realized P&L (0 for a buy that opens or adds)."""
+    """Apply one fill in place; returns the realized P&L of the part that closes a position.
+
+    Positions are signed (negative = short, only reachable with short selling enabled).
+    The part of a fill that opens or adds sets the average cost, the fee included (a
+    long pays it on top, a short's entry is lowered by it). The part that reduces or
+    closes realizes ``(price - avg_cost) * closed_qty`` for a long and the mirror for a
+    short, net of its share of the fee. A fill larger than the position flips it.
+    """
+    if qty <= 0:
+        raise ValueError(f"fill quantity must be positive, got {qty!r}")
+    delta = qty if side == "BUY" else -qty
     pos = account.positions.get(symbol, Position(0.0, 0.0))
+    account.cash += -qty * price - fee if side == "BUY" else qty * price - fee
     realized = 0.0
-    if side == "BUY":
-        cost = pos.qty * pos.avg_cost + qty * price + fee
-        pos = Position(pos.qty + qty, cost / (pos.qty + qty))
-        account.cash -= qty * price + fee
-    else:
-        realized = (price - pos.avg_cost) * qty - fee
-        pos = Position(pos.qty - qty, pos.avg_cost)
-        account.cash += qty * price - fee
+    closing = min(qty, abs(pos.qty)) if pos.qty * delta < 0 else 0.0
+    opening = qty - closing
+    if closing:
+        closing_fee = fee * closing / qty
+        direction = 1.0 if pos.qty > 0 else -1.0
+        realized = direction * (price - pos.avg_cost) * closing - closing_fee
+        pos = Position(pos.qty + (closing if delta > 0 else -closing), pos.avg_cost)
+    if opening > 1e-15:
+        opening_fee = fee * opening / qty
+        signed = opening if delta > 0 else -opening
+        # per-share basis: a long pays the fee on top, a short receives less
+        basis = (abs(pos.qty) * pos.avg_cost + opening * price + (opening_fee if delta > 0 else -opening_fee))
+        pos = Position(pos.qty + signed, basis / (abs(pos.qty) + opening))
     if abs(pos.qty) <= 1e-12:
         account.positions.pop(symbol, None)
     else:

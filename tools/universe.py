@@ -43,8 +43,8 @@ def select_candidates(
 ) -> UniverseSelection:
     universe = sorted(set(watchlist) if watchlist else set(dataset.symbols))
     if not watchlist:
-        # Symbols not listed yet (no bar up to D) are not part of that day's market.
-        universe = [s for s in universe if s in dataset.issues or len(dataset.history(s, as_of))]
+        # Symbols not listed yet (no bar up to D, no issue up to D) are not part of that day's market.
+        universe = [s for s in universe if len(dataset.history(s, as_of)) or _issue_by(dataset, s, as_of)]
     errors = [e for s in universe if (e := dataset.data_error(s, as_of, min_history)) is not None]
     bad = {e.symbol for e in errors}
     for symbol in held:
@@ -79,3 +79,8 @@ def select_candidates(
         if symbol not in candidates and symbol not in bad and dataset.has_bar(symbol, as_of):
             candidates.append(symbol)
     return UniverseSelection(candidates, scores, errors, eligible=len(scores))
+
+
+def _issue_by(dataset: MarketDataset, symbol: str, as_of: pd.Timestamp) -> bool:
+    issue = dataset.issues.get(symbol)
+    return issue is not None and (issue.from_date is None or issue.from_date <= as_of)
