@@ -10,12 +10,13 @@ Exit codes: 0 done; 2 operational error (unreadable CSV, bad --as-of, portfolio 
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from dataclasses import dataclass
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from graph.builder import build_graph
+from graph.builder import graph as studio_graph
 from graph.context import ChatModelFactory, VoltContext
 from graph.errors import OperationalError
 from graph.report import build_report, render_json, render_text
@@ -36,14 +37,25 @@ def thread_config(portfolio: str) -> dict:
     return {"configurable": {"thread_id": f"portfolio:{portfolio}"}, "recursion_limit": 200}
 
 
+def open_checkpointer(settings: VoltSettings) -> SqliteSaver:
+    """SqliteSaver on its own connection. WAL + synchronous=NORMAL: every checkpoint
+    survives a killed process (what resuming needs) without an fsync per write."""
+    conn = sqlite3.connect(str(settings.checkpoint_path), check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return SqliteSaver(conn)
+
+
 def run_cycle(settings: VoltSettings, *, as_of: str | None = None,
               chat_model_factory: ChatModelFactory | None = None) -> CycleResult:
     """Run (or resume) one cycle. The caller holds the portfolio lock."""
     settings.home.mkdir(parents=True, exist_ok=True)
     context = VoltContext(settings=settings, chat_model_factory=chat_model_factory)
     config = thread_config(settings.portfolio)
-    with SqliteSaver.from_conn_string(str(settings.checkpoint_path)) as saver:
-        app = build_graph().compile(checkpointer=saver)
+    saver = open_checkpointer(settings)
+    try:
+        # The Studio export, compiled once at import, with this run's checkpointer attached.
+        app = studio_graph.copy(update={"checkpointer": saver})
         pending = app.get_state(config)
         if pending.next:
             state = app.invoke(None, config, context=context, durability="sync")
@@ -55,6 +67,8 @@ def run_cycle(settings: VoltSettings, *, as_of: str | None = None,
         state = app.invoke({"portfolio_id": settings.portfolio, "as_of": f"{day:%Y-%m-%d}"},
                            config, context=context, durability="sync")
         return CycleResult(state, resumed=False)
+    finally:
+        saver.conn.close()
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -27,6 +27,7 @@ class CycleState(TypedDict, total=False):
     snapshots: dict[str, dict]
     data_errors: list[dict]
     model_status: dict[str, Any]
+    weights: dict[str, float]  # consensus vote weights used this cycle
     portfolio_before: dict[str, Any]
     # written by the parallel per-candidate branches
     decisions: Annotated[list[dict], operator.add]
@@ -49,6 +50,7 @@ class CandidateState(TypedDict, total=False):
     snapshot: dict[str, Any]
     portfolio: dict[str, Any]  # valuation as of the decision day, plus peak equity
     models: list[str]  # usable model chain this cycle (may be empty)
+    weights: dict[str, float]  # consensus vote weights, read once per cycle
     attempts: Annotated[dict[str, int], merge_dicts]  # per agent: next model index
     market: dict | None
     strategy: dict | None

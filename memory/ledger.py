@@ -39,8 +39,7 @@ class FillRecord:
 
 class Ledger:
     def __init__(self, path: Path):
-        self.path = Path(path)
-        connect(self.path).close()
+        self.path = Path(path)  # opened (and migrated) on first use
 
     def ensure_portfolio(self, portfolio: str, starting_cash: float) -> None:
         with open_db(self.path) as conn:

@@ -2,7 +2,8 @@
 
 Votes are signed: MarketAgent BULLISH/BEARISH/NEUTRAL times its strength, StrategyAgent
 BUY/SELL/HOLD times its confidence. ``score = sum(w * vote) / sum(w)`` with the weights
-from the store (equal until the learning loop writes them). BUY when ``score >=
+read from the store once per cycle by
+``prepare_cycle`` (equal until the learning loop writes them). BUY when ``score >=
 consensus_threshold``, SELL when ``score <= -consensus_threshold``, else HOLD.
 """
 
@@ -13,7 +14,6 @@ from langgraph.runtime import Runtime
 from graph.context import VoltContext
 from graph.state import CandidateState
 from memory.message_log import MessageType, message
-from memory.weights import read_weights
 
 VOTERS = ("market_agent", "strategy_agent")
 _DIRECTION = {"BULLISH": 1.0, "BEARISH": -1.0, "NEUTRAL": 0.0, "BUY": 1.0, "SELL": -1.0, "HOLD": 0.0}
@@ -29,7 +29,7 @@ def weighted_vote(votes: dict[str, float], weights: dict[str, float], threshold:
 def consensus(state: CandidateState, runtime: Runtime[VoltContext]) -> dict:
     settings = runtime.context.settings
     market, strategy = state["market"], state["strategy"]
-    weights = read_weights(settings.ledger_path, list(VOTERS))
+    weights = {a: state["weights"].get(a, 1.0) for a in VOTERS}
     votes = {
         "market_agent": _DIRECTION[market["output"]["direction"]] * market["output"]["strength"],
         "strategy_agent": _DIRECTION[strategy["output"]["action"]] * strategy["output"]["confidence"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 from typing import Any
 
 import httpx
@@ -47,6 +48,11 @@ def classify(exc: BaseException) -> ErrorCategory:
     return ErrorCategory.MODEL
 
 
+@lru_cache(maxsize=32)
+def json_schema(schema: type[BaseModel]) -> dict:
+    return schema.model_json_schema()
+
+
 def _supports_format(model: BaseChatModel) -> bool:
     return "format" in type(model).model_fields
 
@@ -72,7 +78,7 @@ def call_structured(
     try:
         tool_model = model.bind_tools(tools) if tools and max_tool_rounds > 0 else model
         # The last round must answer: no tools, and JSON-schema constrained where supported.
-        answer_model = model.bind(format=schema.model_json_schema()) if _supports_format(model) else model
+        answer_model = model.bind(format=json_schema(schema)) if _supports_format(model) else model
         for round_no in range(max_tool_rounds + 1):
             runnable = answer_model if round_no == max_tool_rounds else tool_model
             reply = runnable.invoke(messages)

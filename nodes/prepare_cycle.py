@@ -15,6 +15,8 @@ from graph.models import resolve_model_chain
 from graph.state import CycleState
 from memory.ledger import Ledger
 from memory.message_log import MessageType, message
+from memory.weights import read_weights
+from nodes.consensus import VOTERS
 from tools.indicators import indicator_snapshot
 from tools.market_data import MarketDataset, load_dataset
 from tools.portfolio import value_account
@@ -103,6 +105,7 @@ def prepare_cycle(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
         "snapshots": snapshots,
         "data_errors": data_errors,
         "model_status": models.as_dict(),
+        "weights": read_weights(settings.ledger_path, list(VOTERS)),
         "portfolio_before": before,
         "decisions": Overwrite([]),
         "agent_messages": Overwrite([status]),
@@ -127,6 +130,7 @@ def fan_out(state: CycleState) -> list[Send] | str:
             "snapshot": state["snapshots"][symbol],
             "portfolio": state["portfolio_before"],
             "models": state["model_status"]["usable"],
+            "weights": state["weights"],
             "attempts": {},
             "revision": 0,
             "objections": [],

@@ -319,3 +319,24 @@ def test_bad_data_symbol_is_skipped_with_a_data_error(tmp_path, settings_for):
     assert err["symbol"] == "BAD" and "Close" in err["message"] and err["message"].startswith("DATA BAD")
     assert all(s != "BAD" for _, s, _, _ in model.calls)
     assert all(f["symbol"] != "BAD" for f in state["fills"])
+
+
+def test_consensus_uses_stored_weights(market_csv, settings_for):
+    from memory.weights import write_weight
+
+    # Market says BEARISH 0.8, strategy BUY 0.9: equal weights net +0.05 (HOLD);
+    # weighting the strategy 3:1 makes it a BUY.
+    model = scripted({"market": {"direction": "BEARISH"}})
+    equal = settings_for(market_csv, watchlist=["AAA"], top_k=1)
+    d_equal = decision(run_cycle(equal, chat_model_factory=factory(model)).state, "AAA")
+    assert d_equal["consensus"]["action"] == "HOLD"
+    assert d_equal["consensus"]["score"] == pytest.approx((0.9 - 0.8) / 2)
+
+    weighted = settings_for(market_csv, watchlist=["AAA"], top_k=1, portfolio="weighted")
+    write_weight(weighted.ledger_path, "strategy_agent", 3.0)
+    state = run_cycle(weighted, chat_model_factory=factory(model)).state
+    d = decision(state, "AAA")
+    assert state["weights"] == {"market_agent": 1.0, "strategy_agent": 3.0}
+    assert d["consensus"]["votes"]["strategy_agent"]["weight"] == 3.0
+    assert d["consensus"]["score"] == pytest.approx((3 * 0.9 - 0.8) / 4)
+    assert d["consensus"]["action"] == "BUY"

@@ -70,6 +70,11 @@ class MarketDataset:
         end = frame.index.searchsorted(as_of, side="right")
         return frame.iloc[:end]
 
+    def bar_count(self, symbol: str, as_of: pd.Timestamp) -> int:
+        """How many bars are dated on or before ``as_of`` (cheap: no slicing)."""
+        frame = self.bars.get(symbol)
+        return 0 if frame is None else int(frame.index.searchsorted(as_of, side="right"))
+
     def next_bar(self, symbol: str, as_of: pd.Timestamp) -> tuple[pd.Timestamp, pd.Series] | None:
         """The first bar after ``as_of``. For the fill simulator only, never for agents."""
         frame = self.bars.get(symbol)
@@ -91,7 +96,7 @@ class MarketDataset:
             return DataError(symbol, issue.reason)
         if symbol not in self.bars and issue is None:
             return DataError(symbol, "unknown symbol (not in the data set)")
-        n = len(self.history(symbol, as_of))
+        n = self.bar_count(symbol, as_of)
         if n < min_history:
             return DataError(
                 symbol,

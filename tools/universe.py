@@ -44,7 +44,7 @@ def select_candidates(
     universe = sorted(set(watchlist) if watchlist else set(dataset.symbols))
     if not watchlist:
         # Symbols not listed yet (no bar up to D, no issue up to D) are not part of that day's market.
-        universe = [s for s in universe if len(dataset.history(s, as_of)) or _issue_by(dataset, s, as_of)]
+        universe = [s for s in universe if dataset.bar_count(s, as_of) or _issue_by(dataset, s, as_of)]
     errors = [e for s in universe if (e := dataset.data_error(s, as_of, min_history)) is not None]
     bad = {e.symbol for e in errors}
     for symbol in held:
@@ -63,9 +63,7 @@ def select_candidates(
         if cols:
             vol = volumes[cols]
             surge = np.log(vol.iloc[-5:].mean() / vol.iloc[-50:].mean())
-            # 20 bars back per symbol, skipping the symbol's own gaps.
-            ref = closes[cols].apply(lambda c: c.dropna().iloc[-21] if c.count() > 20 else np.nan)
-            momentum = closes[cols].iloc[-1] / ref - 1.0
+            momentum = closes[cols].iloc[-1] / _close_bars_back(closes[cols], 20) - 1.0
             frame = pd.DataFrame({"surge": surge, "momentum": momentum}).replace(
                 [np.inf, -np.inf], np.nan
             ).dropna()
@@ -84,3 +82,16 @@ def select_candidates(
 def _issue_by(dataset: MarketDataset, symbol: str, as_of: pd.Timestamp) -> bool:
     issue = dataset.issues.get(symbol)
     return issue is not None and (issue.from_date is None or issue.from_date <= as_of)
+
+
+def _close_bars_back(closes: pd.DataFrame, bars: int) -> pd.Series:
+    """Per symbol, the close ``bars`` of its own bars before its last (gaps skipped); NaN if short."""
+    values = closes.to_numpy()
+    present = ~np.isnan(values)
+    # rank of each row counted from the end, per column: 1 = the symbol's last bar
+    from_end = present[::-1].cumsum(axis=0)[::-1]
+    hit = present & (from_end == bars + 1)
+    rows = hit.argmax(axis=0)
+    found = hit.any(axis=0)
+    picked = values[rows, np.arange(values.shape[1])]
+    return pd.Series(np.where(found, picked, np.nan), index=closes.columns)
