@@ -141,7 +141,8 @@ def render_text(report: CycleReport) -> str:
         add("orders: none")
     p = report.portfolio
     add(f"portfolio after: cash {p.get('cash', 0):.2f} USD | equity {p.get('equity', 0):.2f} USD | "
-        f"exposure {p.get('exposure_pct', 0):.0%} | unrealized {p.get('unrealized_pnl', 0):+.2f} | reward {report.reward:+.2f}")
+        f"exposure {p.get('exposure_pct', 0):.0%} | unrealized {p.get('unrealized_pnl', 0):+.2f} | "
+        f"realized {p.get('realized_pnl', 0):+.2f} | reward {report.reward:+.2f}")
     for sym, pos in (p.get("positions") or {}).items():
         add(f"  {sym:<6} {pos['qty']:.4f} sh  avg {pos['avg_cost']:.4f}  mark {pos['price']:.4f}"
             f"  value {pos['market_value']:.2f}  unrealized {pos['unrealized_pnl']:+.2f}")

@@ -149,6 +149,12 @@ class Ledger:
         with open_db(self.path) as conn:
             return [_fill_from_row(r).as_dict() for r in conn.execute(sql, args)]
 
+    def realized_pnl(self, portfolio: str) -> float:
+        """Total realized P&L of all fills (net of the closing fees)."""
+        with open_db(self.path) as conn:
+            return float(conn.execute("SELECT COALESCE(SUM(realized_pnl), 0) FROM fills WHERE portfolio=?",
+                                      (portfolio,)).fetchone()[0])
+
     def last_completed_cycle(self, portfolio: str, before: str | None = None) -> dict | None:
         """The latest completed cycle (strictly before ``before``, a YYYY-MM-DD day, if given)."""
         with open_db(self.path) as conn:

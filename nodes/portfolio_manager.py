@@ -33,6 +33,7 @@ def portfolio_manager(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
     after["reward"] = round(reward, 6)
     after["peak_equity"] = max(account.peak_equity, after["equity"])
     after["fees_paid"] = round(sum(f["fee"] for f in state.get("fills", [])), 6)
+    after["realized_pnl"] = round(ledger.realized_pnl(portfolio), 6)
     ledger.complete_cycle(portfolio, day, after["equity"], after["cash"], reward)
 
     new = [message("portfolio_manager", "broadcast", MessageType.STATUS_UPDATE,

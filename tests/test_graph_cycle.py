@@ -340,3 +340,56 @@ def test_consensus_uses_stored_weights(market_csv, settings_for):
     assert d["consensus"]["votes"]["strategy_agent"]["weight"] == 3.0
     assert d["consensus"]["score"] == pytest.approx((3 * 0.9 - 0.8) / 4)
     assert d["consensus"]["action"] == "BUY"
+
+
+def test_ordered_script_with_generic_fake_model(market_csv, settings_for):
+    """GenericFakeChatModel (+ bind_tools) replays a fixed script: one candidate runs in order."""
+    from conftest import FakeToolChatModel
+
+    dataset = load_dataset(market_csv)
+    from tools.indicators import indicator_snapshot
+
+    snap = indicator_snapshot("AAA", dataset.history("AAA", dataset.calendar[49]))
+    ev = {"indicators": snap}
+    script = iter([
+        AIMessage(content="", tool_calls=[{"name": "get_portfolio", "args": {}, "id": "t1"}]),
+        AIMessage(content=default_answer("market", "AAA", ev)),
+        AIMessage(content=default_answer("strategy", "AAA", ev, strategy={"size_pct": 0.05})),
+        AIMessage(content=default_answer("risk", "AAA", ev)),
+        AIMessage(content=default_answer("auditor", "AAA", ev)),
+    ])
+    model = FakeToolChatModel(messages=script)
+    settings = settings_for(market_csv, watchlist=["AAA"], top_k=1)
+    state = run_cycle(settings, chat_model_factory=lambda spec: model).state
+    d = decision(state, "AAA")
+    assert d["outcome"] == "APPROVED" and d["llm_calls"] == 5
+    assert d["strategy"]["output"]["size_pct"] == 0.05
+    assert state["fills"][0]["qty"] == pytest.approx(50.0 / snap["close"])
+
+
+def test_slippage_above_threshold_emits_feedback_event(market_csv, settings_for):
+    settings = settings_for(market_csv, watchlist=["AAA"], top_k=1, slippage_alert=0.0)
+    state = run_cycle(settings, chat_model_factory=factory(scripted())).state
+    [fill] = state["fills"]
+    events = [m for m in state["agent_messages"] if m["message_type"] == "feedback_event"
+              and m["payload"].get("trigger") == "slippage"]
+    assert len(events) == 1 and events[0]["payload"]["slippage_pct"] == pytest.approx(fill["slippage_pct"], abs=1e-8)
+    assert fill["slippage_pct"] > 0
+    quiet = settings_for(market_csv, watchlist=["AAA"], top_k=1, portfolio="quiet", slippage_alert=0.05)
+    state = run_cycle(quiet, chat_model_factory=factory(scripted())).state
+    assert not [m for m in state["agent_messages"] if m["payload"].get("trigger") == "slippage"]
+
+
+def test_round_trip_realizes_pnl_net_of_fees(market_csv, settings_for):
+    settings = settings_for(market_csv, watchlist=["AAA"], top_k=1)
+    buy = run_cycle(settings, chat_model_factory=factory(scripted())).state
+    sell_model = scripted({"market": {"direction": "BEARISH"},
+                           "strategy": {"action": "SELL", "size_pct": 1.0, "stop_loss": 1000.0}})
+    sell = run_cycle(settings, chat_model_factory=factory(sell_model)).state
+    [b], [s] = buy["fills"], sell["fills"]
+    assert s["side"] == "SELL" and s["qty"] == pytest.approx(b["qty"])
+    expected = (s["price"] - (b["qty"] * b["price"] + b["fee"]) / b["qty"]) * s["qty"] - s["fee"]
+    assert s["realized_pnl"] == pytest.approx(expected)
+    after = sell["portfolio_after"]
+    assert after["positions"] == {} and after["realized_pnl"] == pytest.approx(expected)
+    assert after["cash"] == pytest.approx(1000.0 + expected)
