@@ -3,8 +3,8 @@ via ``langgraph.json``; ``graph.run`` compiles :func:`build_graph` with ``Sqlite
 
 Cycle graph::
 
-    START -> prepare_cycle -(Send per candidate)-> analyze_candidate -> execution_agent
-          -> portfolio_manager -> END
+    START -> prepare_cycle -> learning_agent -(Send per candidate)-> analyze_candidate
+          -> execution_agent -> portfolio_manager -> learning_recorder -> agent_improver -> END
 
 Candidate subgraph (one per symbol, in parallel)::
 
@@ -25,11 +25,14 @@ from langgraph.graph import END, START, StateGraph
 
 from graph.context import VoltContext
 from graph.state import CandidateOutput, CandidateState, CycleInput, CycleState
+from nodes.agent_improver import agent_improver
 from nodes.auditor_agent import auditor_agent
 from nodes.consensus import consensus, route_after_consensus
 from nodes.decision import finalize_decision
 from nodes.execution_agent import execution_agent
 from nodes.history_reviewer import history_reviewer
+from nodes.learning_agent import learning_agent
+from nodes.learning_recorder import learning_recorder
 from nodes.market_agent import market_agent
 from nodes.peer_review import peer_review, request_correction, route_after_review
 from nodes.portfolio_manager import portfolio_manager
@@ -71,14 +74,20 @@ def _route_risk(state: CandidateState) -> str:
 def build_graph() -> StateGraph:
     g = StateGraph(CycleState, context_schema=VoltContext, input_schema=CycleInput)
     g.add_node("prepare_cycle", prepare_cycle)
+    g.add_node("learning_agent", learning_agent)
     g.add_node("analyze_candidate", build_candidate_graph().compile())
     g.add_node("execution_agent", execution_agent)
     g.add_node("portfolio_manager", portfolio_manager)
+    g.add_node("learning_recorder", learning_recorder)
+    g.add_node("agent_improver", agent_improver)
     g.add_edge(START, "prepare_cycle")
-    g.add_conditional_edges("prepare_cycle", fan_out, ["analyze_candidate", "execution_agent"])
+    g.add_edge("prepare_cycle", "learning_agent")
+    g.add_conditional_edges("learning_agent", fan_out, ["analyze_candidate", "execution_agent"])
     g.add_edge("analyze_candidate", "execution_agent")
     g.add_edge("execution_agent", "portfolio_manager")
-    g.add_edge("portfolio_manager", END)
+    g.add_edge("portfolio_manager", "learning_recorder")
+    g.add_edge("learning_recorder", "agent_improver")
+    g.add_edge("agent_improver", END)
     return g
 
 

@@ -72,3 +72,9 @@ class AuditReview(_SymbolOutput):
 
     verdict: Literal["APPROVED", "REJECTED"]
     objections: list[str] = Field(default_factory=list, max_length=8)
+
+
+class Lesson(_SymbolOutput):
+    """LearningAgent's reflection on a prediction that went clearly wrong."""
+
+    lesson: str = Field(min_length=10, max_length=240)

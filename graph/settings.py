@@ -11,7 +11,8 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DEFAULT_MODELS = ["qwen2.5-coder:7b", "gemma3:latest", "dolphin-llama3:latest"]
+# Ollama models first, then the embedded llama.cpp model (usable when the extra `local` is installed).
+DEFAULT_MODELS = ["qwen2.5-coder:7b", "gemma3:latest", "dolphin-llama3:latest", "llamacpp:smollm2"]
 
 
 class VoltSettings(BaseSettings):
@@ -48,6 +49,22 @@ class VoltSettings(BaseSettings):
     default_size_pct: float = Field(default=0.10, gt=0, le=1)
     consensus_threshold: float = Field(default=0.25, gt=0, lt=1)
     min_history: int = Field(default=50, ge=50, description="Bars needed for the indicators.")
+
+    # self-learning loop
+    learning: bool = Field(default=True, description="Off: frozen equal weights, no memory, no changes.")
+    horizon_days: int = Field(default=5, ge=1, le=60, description="Bars until a prediction resolves.")
+    memory_k: int = Field(default=5, ge=1, le=50, description="Similar past situations recalled.")
+    memory_max_distance: float = Field(default=2.0, gt=0, description="Squared L2 in feature space.")
+    weight_eta: float = Field(default=0.5, gt=0, le=5, description="Multiplicative-weights learning rate.")
+    weight_floor: float = Field(default=0.1, gt=0, description="No agent's weight falls below this.")
+    weight_cap: float = Field(default=5.0, gt=0)
+    confidence_threshold: float = Field(default=0.3, ge=0, lt=1, description="Per agent, initial.")
+    max_confidence_threshold: float = Field(default=0.9, gt=0, lt=1)
+    accuracy_window: int = Field(default=20, ge=2, description="Resolved predictions judged per agent.")
+    min_resolved: int = Field(default=10, ge=1, description="Before any change is made or judged.")
+    timeout_limit: int = Field(default=3, ge=1, description="Timeouts in the window before a change.")
+    lesson_min_error: float = Field(default=0.03, gt=0, description="Return against a call that earns a lesson.")
+    max_lessons_per_cycle: int = Field(default=3, ge=0)
 
     @field_validator("watchlist", "models", mode="before")
     @classmethod

@@ -27,7 +27,12 @@ class CycleState(TypedDict, total=False):
     snapshots: dict[str, dict]
     data_errors: list[dict]
     model_status: dict[str, Any]
-    weights: dict[str, float]  # consensus vote weights used this cycle
+    weights: dict[str, float]  # vote weights used this cycle (learned, or equal when frozen)
+    learning: dict[str, Any]  # what the LearningAgent did this cycle
+    memories: dict[str, dict]  # per candidate: similar past situations and lessons
+    profiles: dict[str, dict]  # per agent: the profile version in force
+    agent_models: dict[str, list[str]]  # per agent: model chain this cycle
+    improvements: list[dict]  # AgentImprover's parameter changes after this cycle
     portfolio_before: dict[str, Any]
     # written by the parallel per-candidate branches
     decisions: Annotated[list[dict], operator.add]
@@ -49,8 +54,11 @@ class CandidateState(TypedDict, total=False):
     symbol: str
     snapshot: dict[str, Any]
     portfolio: dict[str, Any]  # valuation as of the decision day, plus peak equity
-    models: list[str]  # usable model chain this cycle (may be empty)
-    weights: dict[str, float]  # consensus vote weights, read once per cycle
+    models: dict[str, list[str]]  # per agent: usable model chain this cycle (may be empty)
+    timeouts: dict[str, float]  # per agent: model timeout in seconds
+    thresholds: dict[str, float]  # per agent: confidence below this is no vote
+    weights: dict[str, float]  # vote weights, fixed for the cycle
+    memory: dict[str, Any]  # similar past situations for this symbol
     attempts: Annotated[dict[str, int], merge_dicts]  # per agent: next model index
     market: dict | None
     strategy: dict | None

@@ -82,6 +82,126 @@ MIGRATIONS: list[str] = [
         updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
     );
     """,
+    # 2: learning store (predictions and their outcomes, trades, errors, parameter
+    # changes, consensus records, versioned agent profiles, weight history)
+    """
+    CREATE TABLE agent_predictions (
+        prediction_id TEXT PRIMARY KEY,      -- cycle_id:agent:symbol
+        portfolio TEXT NOT NULL,
+        cycle_id TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        source TEXT NOT NULL,                -- model, prior, limits, ledger, rule
+        model TEXT,
+        profile_version INTEGER NOT NULL DEFAULT 0,
+        prompt_version TEXT,
+        symbol TEXT NOT NULL,
+        as_of TEXT NOT NULL,
+        action TEXT NOT NULL,                -- BUY/SELL/HOLD, a direction, or a verdict
+        confidence REAL NOT NULL,
+        signal REAL NOT NULL,                -- -1..1: the direction it bets on, times conviction
+        features TEXT NOT NULL,              -- JSON situation features at as_of
+        horizon INTEGER NOT NULL,
+        filled_qty REAL NOT NULL DEFAULT 0,
+        fill_price REAL,
+        resolved INTEGER NOT NULL DEFAULT 0,
+        resolved_as_of TEXT,
+        entry_price REAL,
+        exit_price REAL,
+        realized_return REAL,
+        hit INTEGER,
+        loss REAL,
+        trade_pnl REAL,
+        lesson TEXT
+    );
+    CREATE INDEX predictions_pending ON agent_predictions(portfolio, resolved, as_of);
+    CREATE INDEX predictions_by_agent ON agent_predictions(portfolio, agent, resolved, as_of);
+    CREATE TABLE trade_outcomes (
+        trade_id TEXT PRIMARY KEY,
+        portfolio TEXT NOT NULL,
+        symbol TEXT NOT NULL,
+        action TEXT NOT NULL,
+        entry_price REAL NOT NULL,
+        exit_price REAL NOT NULL,
+        qty REAL NOT NULL,
+        pnl REAL NOT NULL,
+        duration_days INTEGER NOT NULL,
+        opened TEXT NOT NULL,
+        closed TEXT NOT NULL,
+        market_condition TEXT NOT NULL,
+        errors TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE TABLE agent_errors (
+        error_id TEXT PRIMARY KEY,
+        portfolio TEXT NOT NULL,
+        cycle_id TEXT NOT NULL,
+        timestamp TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+        agent TEXT NOT NULL,
+        symbol TEXT,
+        model TEXT,
+        category TEXT NOT NULL,
+        message TEXT NOT NULL,
+        recovery_action TEXT NOT NULL,
+        resolved INTEGER NOT NULL DEFAULT 1
+    );
+    CREATE INDEX agent_errors_by_agent ON agent_errors(portfolio, agent, category);
+    CREATE TABLE parameter_changes (
+        change_id INTEGER PRIMARY KEY AUTOINCREMENT,
+        portfolio TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        target TEXT NOT NULL,
+        old_value TEXT NOT NULL,
+        new_value TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        as_of TEXT NOT NULL,
+        accuracy_before REAL,
+        evaluated INTEGER NOT NULL DEFAULT 0,
+        rolled_back INTEGER NOT NULL DEFAULT 0,
+        time TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+    );
+    CREATE TABLE consensus_records (
+        record_id TEXT PRIMARY KEY,          -- cycle_id:symbol:revision
+        portfolio TEXT NOT NULL,
+        as_of TEXT NOT NULL,
+        symbol TEXT NOT NULL,
+        proposal TEXT NOT NULL,
+        votes TEXT NOT NULL,
+        weights TEXT NOT NULL,
+        result TEXT NOT NULL
+    );
+    CREATE TABLE agent_profiles (
+        portfolio TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        model_chain TEXT NOT NULL,           -- JSON list
+        confidence_threshold REAL NOT NULL,
+        timeout_s REAL NOT NULL,
+        prompt_version TEXT,
+        reason TEXT NOT NULL,
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+        PRIMARY KEY (portfolio, agent, version)
+    );
+    CREATE TABLE agent_weights_v2 (
+        portfolio TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        weight REAL NOT NULL,
+        version INTEGER NOT NULL DEFAULT 1,
+        updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+        PRIMARY KEY (portfolio, agent)
+    );
+    -- version 1 weights were global: every existing portfolio keeps them
+    INSERT INTO agent_weights_v2(portfolio, agent, weight, version, updated_at)
+        SELECT p.id, w.agent, w.weight, w.version, w.updated_at FROM agent_weights w CROSS JOIN portfolios p;
+    DROP TABLE agent_weights;
+    ALTER TABLE agent_weights_v2 RENAME TO agent_weights;
+    CREATE TABLE weight_history (
+        portfolio TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        as_of TEXT NOT NULL,
+        weight REAL NOT NULL,
+        resolved_count INTEGER NOT NULL,
+        PRIMARY KEY (portfolio, agent, as_of)
+    );
+    """,
 ]
 
 

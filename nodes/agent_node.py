@@ -19,6 +19,7 @@ from langgraph.runtime import Runtime
 from pydantic import BaseModel
 
 from graph.context import VoltContext
+from graph.errors import ErrorCategory
 from graph.models import make_chat_model
 from graph.settings import VoltSettings
 from graph.state import CandidateState
@@ -44,11 +45,14 @@ def _cached_model(spec: str, host: str, timeout_s: float):
     return make_chat_model(spec, host=host, timeout_s=timeout_s)
 
 
-def chat_model(spec: str, runtime: Runtime[VoltContext]):
+def chat_model(spec: str, runtime: Runtime[VoltContext], timeout_s: float | None = None):
     ctx = runtime.context
     if ctx.chat_model_factory is not None:
         return ctx.chat_model_factory(spec)
-    return _cached_model(spec, ctx.settings.ollama_host, ctx.settings.model_timeout_s)
+    try:
+        return _cached_model(spec, ctx.settings.ollama_host, timeout_s or ctx.settings.model_timeout_s)
+    except Exception as exc:  # e.g. a GGUF file llama.cpp cannot load: a failed attempt, not a crash
+        raise ModelAttemptError(ErrorCategory.MODEL, f"failed to load: {type(exc).__name__}: {str(exc)[:200]}", 0) from exc
 
 
 def tool_view(state: CandidateState, settings: VoltSettings) -> ToolView:
@@ -97,7 +101,8 @@ class LLMAgent:
             return self._done(state, early)
         prompt = load_prompt(self.name)
         prior = self.prior(state, settings)
-        models = state.get("models") or []
+        models = (state.get("models") or {}).get(self.name, [])
+        timeout_s = (state.get("timeouts") or {}).get(self.name)
         index = (state.get("attempts") or {}).get(self.key, 0)
         if index >= len(models):
             return self._done(state, self._result(state, settings, prior, source="prior", model=None, version=prompt.version))
@@ -105,7 +110,7 @@ class LLMAgent:
         evidence = {**self.evidence(state, settings), "quantitative_prior": prior.model_dump(mode="json")}
         try:
             answer, calls = call_structured(
-                chat_model(spec, runtime),
+                chat_model(spec, runtime, timeout_s),
                 system=prompt.text,
                 evidence=evidence,
                 schema=self.schema,

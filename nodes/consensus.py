@@ -30,17 +30,22 @@ def consensus(state: CandidateState, runtime: Runtime[VoltContext]) -> dict:
     settings = runtime.context.settings
     market, strategy = state["market"], state["strategy"]
     weights = {a: state["weights"].get(a, 1.0) for a in VOTERS}
+    thresholds = state.get("thresholds") or {}
+    conviction = {"market_agent": market["output"]["strength"], "strategy_agent": strategy["output"]["confidence"]}
     votes = {
         "market_agent": _DIRECTION[market["output"]["direction"]] * market["output"]["strength"],
         "strategy_agent": _DIRECTION[strategy["output"]["action"]] * strategy["output"]["confidence"],
     }
+    # below its (learned) confidence threshold an agent's call counts as no vote
+    votes = {a: (v if conviction[a] >= thresholds.get(a, 0.0) else 0.0) for a, v in votes.items()}
     action, score = weighted_vote(votes, weights, settings.consensus_threshold)
     signal = strategy["output"]
     result = {
         "action": action,
         "score": round(score, 6),
         "confidence": round(abs(score), 6),
-        "votes": {a: {"vote": round(v, 6), "weight": weights[a], "source": state[k]["source"]}
+        "votes": {a: {"vote": round(v, 6), "weight": weights[a], "source": state[k]["source"],
+                      "threshold": thresholds.get(a, 0.0)}
                   for (a, v), k in zip(votes.items(), ("market", "strategy"), strict=True)},
         "size_pct": signal["size_pct"] if signal["size_pct"] > 0 else settings.default_size_pct,
         "entry": signal["entry"],

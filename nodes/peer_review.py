@@ -16,8 +16,9 @@ MAX_REVISIONS = 1
 
 def peer_review(state: CandidateState) -> dict:
     risk, audit, history = state["risk"], state["audit"], state["history"]
+    risk_threshold = (state.get("thresholds") or {}).get("risk_agent", 0.0)
     votes = {
-        "risk_agent": risk["output"]["verdict"] == "APPROVED",
+        "risk_agent": risk["output"]["verdict"] == "APPROVED" and risk["output"]["risk_score"] < 1.0 - risk_threshold,
         "auditor_agent": audit["output"]["verdict"] == "APPROVED",
         "history_reviewer": history["verdict"] == "APPROVED",
     }

@@ -15,8 +15,6 @@ from graph.models import resolve_model_chain
 from graph.state import CycleState
 from memory.ledger import Ledger
 from memory.message_log import MessageType, message
-from memory.weights import read_weights
-from nodes.consensus import VOTERS
 from tools.indicators import indicator_snapshot
 from tools.market_data import MarketDataset, load_dataset
 from tools.portfolio import value_account
@@ -105,11 +103,11 @@ def prepare_cycle(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
         "snapshots": snapshots,
         "data_errors": data_errors,
         "model_status": models.as_dict(),
-        "weights": read_weights(settings.ledger_path, list(VOTERS)),
         "portfolio_before": before,
         "decisions": Overwrite([]),
         "agent_messages": Overwrite([status]),
         "errors": Overwrite([]),
+        "improvements": [],
         "orders": [],
         "fills": [],
         "portfolio_after": {},
@@ -129,8 +127,11 @@ def fan_out(state: CycleState) -> list[Send] | str:
             "symbol": symbol,
             "snapshot": state["snapshots"][symbol],
             "portfolio": state["portfolio_before"],
-            "models": state["model_status"]["usable"],
+            "models": state["agent_models"],
+            "timeouts": {a: p["timeout_s"] for a, p in state["profiles"].items()},
+            "thresholds": {a: p["confidence_threshold"] for a, p in state["profiles"].items()},
             "weights": state["weights"],
+            "memory": state["memories"][symbol],
             "attempts": {},
             "revision": 0,
             "objections": [],

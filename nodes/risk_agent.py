@@ -4,7 +4,8 @@ The order is sized by :func:`tools.risk_limits.size_order` before any model is a
 a hard block (no short selling, drawdown halt, no room) ends the review without a model.
 The model's ``max_position_pct`` is applied with ``min`` against the configured cap, so
 it can only tighten. Prior: ``risk_score = 0.5 * min(1, ATR% / 5%) + 0.3 * position
-use + 0.2 * exposure use`` (post-trade, as fractions of their caps); APPROVED below 0.7.
+use + 0.2 * exposure use`` (post-trade, as fractions of their caps), plus 0.1 when at least
+three similar past setups moved against the trade on average; APPROVED below 0.7.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from nodes.agent_node import LLMAgent
 from tools.risk_limits import Limits, SizedOrder, size_order
 
 APPROVE_BELOW = 0.7
+MEMORY_PENALTY = 0.1
 
 
 def limits_from(settings: VoltSettings) -> Limits:
@@ -66,9 +68,15 @@ def risk_prior(state: CandidateState, settings: VoltSettings) -> RiskOpinion:
     position_use = abs(held_value + sign * order.notional) / (settings.max_position_pct * equity)
     exposure_use = (p["gross_exposure"] + sign * order.notional) / (settings.max_gross_exposure_pct * equity)
     vol = min(1.0, s["atr_pct"] / 0.05)
-    score = min(1.0, max(0.0, 0.5 * vol + 0.3 * min(1.0, position_use) + 0.2 * min(1.0, max(0.0, exposure_use))))
+    memory = state.get("memory") or {}
+    # similar past setups that moved against this trade add risk
+    against = memory.get("n", 0) >= 3 and sign * memory["mean_return"] < 0
+    score = min(1.0, max(0.0, 0.5 * vol + 0.3 * min(1.0, position_use) + 0.2 * min(1.0, max(0.0, exposure_use))
+                           + (MEMORY_PENALTY if against else 0.0)))
     reasons = [f"ATR {s['atr_pct']:.2%} of price", f"position {position_use:.0%} of cap",
                f"exposure {max(0.0, exposure_use):.0%} of cap"] + [f"capped by {c}" for c in order.capped_by]
+    if against:
+        reasons.append(f"similar setups moved against it: {memory['summary']}")
     return RiskOpinion(symbol=state["symbol"], verdict="APPROVED" if score < APPROVE_BELOW else "REJECTED",
                        risk_score=round(score, 4), reasons=reasons)
 
@@ -82,6 +90,7 @@ def risk_evidence(state: CandidateState, settings: VoltSettings) -> dict:
         "portfolio": state["portfolio"],
         "limits": limits_from(settings).__dict__,
         "indicators": {k: state["snapshot"][k] for k in ("close", "atr14", "atr_pct", "adx14", "rsi14", "bb_pband")},
+        "similar_situations": {k: (state.get("memory") or {}).get(k) for k in ("summary", "mean_return", "lessons")},
     }
 
 

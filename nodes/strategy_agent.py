@@ -6,6 +6,8 @@ Prior (the Sprint 1 rule with an SMA trend filter):
   distance past the threshold / 100; minus 0.15 when the SMA20/SMA50 trend disagrees.
 - Otherwise trend-following: SMA20 > SMA50, MACD histogram > 0 and close > SMA20 is a
   BUY at 0.55; SMA20 < SMA50 with MACD histogram < 0 is a SELL at 0.55; else HOLD.
+- Similar past situations (at least 3) shift confidence by 5x their mean forward return
+  in the call's direction, capped at +-0.15.
 - Entry = last close, stop = entry - 2 ATR, exit = entry + 3 ATR (mirrored for SELL);
   size = 1% of equity at risk over the stop distance, capped at the position limit.
 """
@@ -19,6 +21,7 @@ from memory.message_log import MessageType
 from nodes.agent_node import LLMAgent
 
 RISK_PER_TRADE = 0.01
+MEMORY_MIN_NEIGHBOURS = 3
 
 
 def strategy_prior(state: CandidateState, settings: VoltSettings) -> StrategySignal:
@@ -38,6 +41,13 @@ def strategy_prior(state: CandidateState, settings: VoltSettings) -> StrategySig
     else:
         action, conf, why = "HOLD", 0.5, f"no rule fired (RSI {rsi:.1f})"
     sign = -1.0 if action == "SELL" else 1.0
+    # Memory: similar past setups shift conviction by their mean forward return in the
+    # call's direction (at least 3 neighbours; at most +-0.15).
+    memory = state.get("memory") or {}
+    if action != "HOLD" and memory.get("n", 0) >= MEMORY_MIN_NEIGHBOURS:
+        shift = max(-0.15, min(0.15, sign * memory["mean_return"] * 5))
+        conf += shift
+        why += f"; {memory['n']} similar setups moved {memory['mean_return']:+.1%} ({shift:+.2f})"
     stop = close - sign * 2 * atr
     size = 0.0 if action == "HOLD" else min(settings.max_position_pct, RISK_PER_TRADE / (2 * atr / close))
     return StrategySignal(
@@ -63,6 +73,8 @@ def strategy_evidence(state: CandidateState, settings: VoltSettings) -> dict:
     }
     if state.get("objections"):
         evidence["objections"] = state["objections"]
+    if (memory := state.get("memory")) and memory.get("n"):
+        evidence["similar_situations"] = {k: memory[k] for k in ("summary", "by_action", "mean_return", "lessons")}
     return evidence
 
 

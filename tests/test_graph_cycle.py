@@ -333,10 +333,10 @@ def test_consensus_uses_stored_weights(market_csv, settings_for):
     assert d_equal["consensus"]["score"] == pytest.approx((0.9 - 0.8) / 2)
 
     weighted = settings_for(market_csv, watchlist=["AAA"], top_k=1, portfolio="weighted")
-    write_weight(weighted.ledger_path, "strategy_agent", 3.0)
+    write_weight(weighted.ledger_path, "weighted", "strategy_agent", 3.0)
     state = run_cycle(weighted, chat_model_factory=factory(model)).state
     d = decision(state, "AAA")
-    assert state["weights"] == {"market_agent": 1.0, "strategy_agent": 3.0}
+    assert {a: state["weights"][a] for a in ("market_agent", "strategy_agent")} == {"market_agent": 1.0, "strategy_agent": 3.0}
     assert d["consensus"]["votes"]["strategy_agent"]["weight"] == 3.0
     assert d["consensus"]["score"] == pytest.approx((3 * 0.9 - 0.8) / 4)
     assert d["consensus"]["action"] == "BUY"

@@ -68,6 +68,8 @@ def indicator_snapshot(symbol: str, bars: pd.DataFrame) -> dict:
     vol20 = float(bars["volume"].iloc[-20:].mean())
     window20 = bars.iloc[-20:]
     ref = float(bars["close"].iloc[-21]) if len(bars) > 20 else float(bars["close"].iloc[0])
+    ref5 = float(bars["close"].iloc[-6]) if len(bars) > 5 else float(bars["close"].iloc[0])
+    vol_std20 = float(bars["volume"].iloc[-20:].std(ddof=0))
     snap = {
         "symbol": symbol,
         "date": f"{bars.index[-1]:%Y-%m-%d}",
@@ -83,6 +85,8 @@ def indicator_snapshot(symbol: str, bars: pd.DataFrame) -> dict:
         "high20": float(window20["high"].max()),
         "low20": float(window20["low"].min()),
         "return_20d": close / ref - 1.0,
+        "return_5d": close / ref5 - 1.0,
+        "volume_z20": (float(bar["volume"]) - vol20) / vol_std20 if vol_std20 > 0 else 0.0,
         **{k: float(v) for k, v in last.items()},
     }
     snap["atr_pct"] = snap["atr14"] / close
