@@ -29,6 +29,10 @@ class CycleReport(BaseModel):
     portfolio: dict[str, Any]
     reward: float
     llm_calls: int
+    weights: dict[str, float]
+    learning: dict[str, Any]
+    profiles: dict[str, Any]
+    improvements: list[dict[str, Any]]
     errors: list[dict[str, Any]]
     data_errors: list[dict[str, Any]]
 
@@ -63,7 +67,11 @@ def build_report(state: dict, *, resumed: bool = False) -> CycleReport:
         portfolio_before=state.get("portfolio_before", {}),
         portfolio=state.get("portfolio_after", {}),
         reward=state.get("reward", 0.0),
-        llm_calls=sum(d.get("llm_calls", 0) for d in decisions),
+        llm_calls=sum(d.get("llm_calls", 0) for d in decisions) + (state.get("learning") or {}).get("llm_calls", 0),
+        weights=state.get("weights", {}),
+        learning=state.get("learning", {}),
+        profiles=state.get("profiles", {}),
+        improvements=state.get("improvements", []),
         errors=state.get("errors", []),
         data_errors=state.get("data_errors", []),
     )
@@ -89,6 +97,15 @@ def render_text(report: CycleReport) -> str:
     shown = ", ".join(f"{s} ({report.scores.get(s):+.2f})" if report.scores.get(s) is not None else s
                       for s in report.candidates)
     add(f"candidates (volume surge + momentum, plus held): {shown or 'none'}")
+    if report.weights:
+        shown_w = ", ".join(f"{a.replace('_agent', '')} {w:.2f}" for a, w in report.weights.items()
+                            if a in ("market_agent", "strategy_agent"))
+        lrn = report.learning
+        if lrn.get("enabled", True):
+            add(f"learning: {lrn.get('resolved', 0)} predictions resolved, {lrn.get('lessons', 0)} lessons, "
+                f"memory {lrn.get('memory_size', 0)} situations; vote weights {shown_w}")
+        else:
+            add(f"learning: off (frozen equal weights); {lrn.get('resolved', 0)} predictions resolved")
     if report.data_errors:
         add(f"data errors: {len(report.data_errors)} symbol(s) skipped this cycle")
         for e in report.data_errors[:MAX_DATA_ERRORS_SHOWN]:
@@ -146,5 +163,8 @@ def render_text(report: CycleReport) -> str:
     for sym, pos in (p.get("positions") or {}).items():
         add(f"  {sym:<6} {pos['qty']:.4f} sh  avg {pos['avg_cost']:.4f}  mark {pos['price']:.4f}"
             f"  value {pos['market_value']:.2f}  unrealized {pos['unrealized_pnl']:+.2f}")
+    for change in report.improvements:
+        add(f"agent improver: {change['agent']} {change['target']} {change['old']} -> {change['new']} "
+            f"(profile v{change['profile_version']}): {change['reason']}")
     add(f"LLM calls: {report.llm_calls}")
     return "\n".join(lines)

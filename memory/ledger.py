@@ -164,6 +164,12 @@ class Ledger:
             ).fetchone()
         return dict(row) if row else None
 
+    def cycles(self, portfolio: str) -> list[dict]:
+        """Completed cycles, oldest first: as_of, equity, cash, reward."""
+        with open_db(self.path) as conn:
+            return [dict(r) for r in conn.execute(
+                "SELECT as_of, equity, cash, reward FROM cycles WHERE portfolio=? ORDER BY as_of", (portfolio,))]
+
     def complete_cycle(self, portfolio: str, as_of: str, equity: float, cash: float, reward: float) -> None:
         """Mark a cycle done (idempotent) and raise the high-water mark for the drawdown halt."""
         with open_db(self.path) as conn:

@@ -29,6 +29,7 @@ AGENTS = {
     "You are StrategyAgent": "strategy",
     "You are RiskAgent": "risk",
     "You are AuditorAgent": "auditor",
+    "You are LearningAgent": "learning",
 }
 
 
@@ -96,6 +97,8 @@ def default_answer(agent: str, symbol: str, evidence: dict, **overrides) -> str:
     elif agent == "strategy":
         body = {"symbol": symbol, "action": "BUY", "confidence": 0.9, "entry": close, "exit": close * 1.1,
                 "stop_loss": close * 0.95, "size_pct": 0.1, "rationale": "scripted"}
+    elif agent == "learning":
+        body = {"symbol": symbol, "lesson": f"scripted lesson about {symbol}: wait for confirmation"}
     elif agent == "risk":
         body = {"symbol": symbol, "verdict": "APPROVED", "risk_score": 0.2, "max_position_pct": None, "reasons": ["ok"]}
     else:

@@ -1,0 +1,113 @@
+"""``python -m graph.learning``: what VOLT has learned for a portfolio.
+
+Weights, per-agent accuracy, agent profiles (thresholds, model chains, timeouts),
+parameter changes, top error patterns per agent, the situation memory and the
+performance report over closed trades.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import pandas as pd
+
+from graph.settings import VoltSettings
+from memory.learning_store import ALL_PREDICTORS, LearningStore
+from memory.ledger import Ledger
+from memory.weights import read_weights
+from nodes.learning_agent import default_profiles
+from tools.market_data import load_dataset
+from tools.performance import analyze_trades
+
+
+def learning_report(settings: VoltSettings) -> dict:
+    portfolio = settings.portfolio
+    store, ledger = LearningStore(settings.ledger_path), Ledger(settings.ledger_path)
+    cycles = ledger.cycles(portfolio)
+    equity = pd.Series({pd.Timestamp(c["as_of"]): c["equity"] for c in cycles}, dtype=float)
+    market = None
+    if len(cycles) > 2:
+        closes = load_dataset(settings.data_csv).close_panel
+        market = closes.pct_change(fill_method=None).mean(axis=1).reindex(equity.index)
+    memory_size = 0
+    if (settings.home / "chroma").exists():
+        from memory.situation_memory import SituationMemory
+
+        memory_size = SituationMemory(settings.home, portfolio).count()
+    return {
+        "portfolio": portfolio,
+        "cycles": len(cycles),
+        "last_cycle": cycles[-1]["as_of"] if cycles else None,
+        "weights": read_weights(settings.ledger_path, portfolio, list(ALL_PREDICTORS)),
+        "accuracy": store.accuracy_table(portfolio),
+        "predictions": store.counts(portfolio),
+        "profiles": {a: p.as_dict() for a, p in store.profiles(portfolio, default_profiles(settings)).items()},
+        "parameter_changes": store.parameter_changes(portfolio),
+        "error_patterns": store.error_patterns(portfolio),
+        "memory_size": memory_size,
+        "performance": analyze_trades(store.trades(portfolio), equity, market),
+    }
+
+
+def render(report: dict) -> str:
+    lines = [f"VOLT learning report | portfolio {report['portfolio']} | {report['cycles']} cycles"
+             + (f", last {report['last_cycle']}" if report["last_cycle"] else "")]
+    p = report["predictions"]
+    lines.append(f"predictions: {p['predictions']} recorded, {p['resolved']} resolved; "
+                 f"situation memory: {report['memory_size']} situations")
+    lines.append("\nagent               weight  resolved  accuracy  Brier")
+    acc = {a["agent"]: a for a in report["accuracy"]}
+    for agent, w in report["weights"].items():
+        a = acc.get(agent, {})
+        accuracy = f"{a['accuracy']:.0%}" if a.get("accuracy") is not None else "-"
+        brier = f"{a['mean_loss']:.3f}" if a.get("mean_loss") is not None else "-"
+        lines.append(f"  {agent:<17} {w:>6.2f}  {a.get('resolved', 0):>8}  {accuracy:>8}  {brier:>5}")
+    lines.append("\nprofiles (version: threshold, timeout, model chain)")
+    for agent, pr in report["profiles"].items():
+        lines.append(f"  {agent:<17} v{pr['version']}: {pr['confidence_threshold']:.3f}, {pr['timeout_s']:.0f}s, "
+                     f"{' > '.join(pr['model_chain']) or '(priors only)'}")
+    lines.append("\nparameter changes" + ("" if report["parameter_changes"] else ": none yet"))
+    for c in report["parameter_changes"][-20:]:
+        state = " (rolled back)" if c["rolled_back"] else ""
+        lines.append(f"  #{c['change_id']} {c['as_of']} {c['agent']} {c['target']}: {c['old_value']} -> "
+                     f"{c['new_value']}{state} - {c['reason']}")
+    lines.append("\ntop error patterns" + ("" if report["error_patterns"] else ": none"))
+    for e in report["error_patterns"][:10]:
+        lines.append(f"  {e['agent']:<17} {e['category']:<8} {e['count']}")
+    perf = report["performance"]
+    lines.append(f"\nperformance: {perf['total_trades']} closed trades")
+    if perf["total_trades"]:
+        lines.append(f"  win rate {perf['win_rate']:.0%}, total P&L {perf['total_pnl']:+.2f} USD, "
+                     f"avg win {perf['avg_win'] or 0:+.2f}, avg loss {perf['avg_loss'] or 0:+.2f}, "
+                     f"largest win {perf['largest_win']:+.2f}, largest loss {perf['largest_loss']:+.2f}")
+        lines.append(f"  avg duration {perf['avg_duration_days']:.1f} trading days, best weekday {perf['best_weekday']}")
+        for symbol, s in list(perf["per_symbol"].items())[:10]:
+            lines.append(f"  {symbol:<6} {s['trades']} trades, P&L {s['pnl']:+.2f}, win rate {s['win_rate']:.0%}")
+        for pat in perf["patterns"]:
+            lines.append(f"  {pat['type']}: {pat['frequency']}x, avg length {pat['avg_length']:.1f} - {pat['recommendation']}")
+    if perf["market_correlation"] is not None:
+        lines.append(f"  correlation of daily results with the market: {perf['market_correlation']:+.2f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m graph.learning", description="Show what VOLT has learned.")
+    parser.add_argument("--portfolio", metavar="NAME")
+    parser.add_argument("--home", metavar="DIR")
+    parser.add_argument("--data-csv", metavar="PATH")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    overrides = {"portfolio": args.portfolio, "home": args.home, "data_csv": args.data_csv}
+    settings = VoltSettings(**{k: v for k, v in overrides.items() if v is not None})
+    if not settings.ledger_path.exists():
+        print(f"error: no VOLT data in {settings.home} (run `python -m graph.run` first)", file=sys.stderr)
+        return 2
+    report = learning_report(settings)
+    print(json.dumps(report, indent=2, default=str) if args.json else render(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
