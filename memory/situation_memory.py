@@ -102,8 +102,6 @@ class SituationMemory:
     def similar(self, features: dict[str, float], *, before: str, k: int = 5,
                 max_distance: float = DEFAULT_MAX_DISTANCE) -> list[Neighbour]:
         """The ``k`` nearest stored situations dated before ``before`` within ``max_distance``."""
-        if self.count() == 0:
-            return []
         hits = self.store.similarity_search_by_vector_with_relevance_scores(as_vector(features), k=k)
         cutoff = int(before.replace("-", ""))
         out = []
