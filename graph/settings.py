@@ -37,6 +37,9 @@ class VoltSettings(BaseSettings):
     model_timeout_s: float = Field(default=60.0, gt=0, description="Per model call.")
     probe_timeout_s: float = Field(default=1.0, gt=0, description="Model-server reachability check.")
     max_tool_rounds: int = Field(default=2, ge=0, le=2)
+    llm_cache: Path | None = Field(
+        default=None, description="SQLite file caching model answers (memory/response_cache.py); unset = off."
+    )
 
     starting_cash: float = Field(default=1000.0, gt=0)
     fee_rate: float = Field(default=0.0025, ge=0, le=0.05, description="Per fill, of notional.")

@@ -25,6 +25,7 @@ from graph.settings import VoltSettings
 from graph.state import CandidateState
 from memory.ledger import Ledger
 from memory.message_log import MessageType, message
+from memory.response_cache import with_response_cache
 from nodes.llm_call import ModelAttemptError, call_structured
 from prompts import load_prompt
 from tools.indicator_tools import INDICATOR_TOOLS
@@ -48,11 +49,12 @@ def _cached_model(spec: str, host: str, timeout_s: float):
 def chat_model(spec: str, runtime: Runtime[VoltContext], timeout_s: float | None = None):
     ctx = runtime.context
     if ctx.chat_model_factory is not None:
-        return ctx.chat_model_factory(spec)
+        return with_response_cache(ctx.chat_model_factory(spec), spec, ctx.settings)
     try:
-        return _cached_model(spec, ctx.settings.ollama_host, timeout_s or ctx.settings.model_timeout_s)
+        model = _cached_model(spec, ctx.settings.ollama_host, timeout_s or ctx.settings.model_timeout_s)
     except Exception as exc:  # e.g. a GGUF file llama.cpp cannot load: a failed attempt, not a crash
         raise ModelAttemptError(ErrorCategory.MODEL, f"failed to load: {type(exc).__name__}: {str(exc)[:200]}", 0) from exc
+    return with_response_cache(model, spec, ctx.settings)  # off unless settings.llm_cache is set
 
 
 def tool_view(state: CandidateState, settings: VoltSettings) -> ToolView:

@@ -15,7 +15,7 @@ from graph.models import resolve_model_chain
 from graph.state import CycleState
 from memory.ledger import Ledger
 from memory.message_log import MessageType, message
-from tools.indicators import indicator_snapshot
+from tools.indicators import indicator_series, indicator_snapshot
 from tools.market_data import MarketDataset, load_dataset
 from tools.portfolio import value_account
 from tools.universe import select_candidates
@@ -78,7 +78,8 @@ def prepare_cycle(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
     snapshots, candidates = {}, []
     for symbol in selection.candidates:
         try:
-            snapshots[symbol] = indicator_snapshot(symbol, dataset.history(symbol, as_of))
+            snapshots[symbol] = indicator_snapshot(symbol, dataset.history(symbol, as_of),
+                                                   series=indicator_series(dataset, symbol))
             candidates.append(symbol)
         except ValueError as exc:
             data_errors.append({"symbol": symbol, "category": "data", "message": f"DATA {symbol}: {exc}"})

@@ -9,12 +9,16 @@ ahead.
 from __future__ import annotations
 
 import math
+import threading
+import weakref
 
 import pandas as pd
 from ta.momentum import RSIIndicator, StochasticOscillator
 from ta.trend import MACD, ADXIndicator, SMAIndicator
 from ta.volatility import AverageTrueRange, BollingerBands
 from ta.volume import VolumeWeightedAveragePrice
+
+from tools.market_data import MarketDataset
 
 INDICATOR_WINDOWS = {"sma_fast": 20, "sma_slow": 50, "rsi": 14, "atr": 14, "adx": 14, "bb": 20}
 
@@ -50,19 +54,61 @@ def compute_indicators(bars: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def indicator_snapshot(symbol: str, bars: pd.DataFrame) -> dict:
+_SERIES: dict[int, dict[str, pd.DataFrame | None]] = {}
+_SERIES_LOCK = threading.Lock()
+
+
+def indicator_series(dataset: MarketDataset, symbol: str) -> pd.DataFrame | None:
+    """:func:`compute_indicators` over the symbol's whole history, once per data set.
+
+    Only for :func:`indicator_snapshot`'s ``series``: every indicator here is causal (its
+    value at a bar depends on that bar and earlier ones only, from the same first bar), so
+    row ``i`` equals the last row of ``compute_indicators(bars[: i + 1])`` bit for bit
+    (checked in tests/test_backtest_lookahead.py) and a snapshot reads only the row of its
+    own last bar. A replay then computes each symbol's indicators once, not once a day.
+    """
+    with _SERIES_LOCK:
+        per_symbol = _SERIES.get(id(dataset))
+        if per_symbol is None:
+            per_symbol = _SERIES[id(dataset)] = {}
+            weakref.finalize(dataset, _SERIES.pop, id(dataset), None)
+        if symbol in per_symbol:
+            return per_symbol[symbol]
+    bars = dataset.bars.get(symbol)
+    try:
+        series = compute_indicators(bars) if bars is not None and len(bars) >= 2 else None
+    except Exception:  # the point-in-time computation decides (and explains) instead
+        series = None
+    with _SERIES_LOCK:
+        per_symbol[symbol] = series
+    return series
+
+
+def _series_row(series: pd.DataFrame | None, bars: pd.DataFrame) -> pd.Series | None:
+    """The row of ``series`` for the last of ``bars`` when ``bars`` is its prefix, else None."""
+    n = len(bars)
+    if series is None or n > len(series) or series.index[0] != bars.index[0] or series.index[n - 1] != bars.index[-1]:
+        return None
+    return series.iloc[n - 1]
+
+
+def indicator_snapshot(symbol: str, bars: pd.DataFrame, series: pd.DataFrame | None = None) -> dict:
     """Latest indicator values as a flat JSON-safe dict (prices in the data's currency).
 
+    ``series`` (optional, from :func:`indicator_series`) supplies the indicator row of the
+    last bar instead of recomputing the history; the result is identical.
     Raises ``ValueError`` naming the indicator when any value is not finite (too little
     or degenerate history), so the caller can report a DATA error instead of trading.
     """
     if len(bars) < 2:
         raise ValueError(f"only {len(bars)} bars")
-    try:
-        ind = compute_indicators(bars)
-    except (IndexError, ZeroDivisionError) as exc:  # ta fails this way on very short series
-        raise ValueError(f"indicators not computable on {len(bars)} bars ({type(exc).__name__})") from exc
-    last = ind.iloc[-1]
+    last = _series_row(series, bars)
+    if last is None:
+        try:
+            ind = compute_indicators(bars)
+        except (IndexError, ZeroDivisionError) as exc:  # ta fails this way on very short series
+            raise ValueError(f"indicators not computable on {len(bars)} bars ({type(exc).__name__})") from exc
+        last = ind.iloc[-1]
     bar = bars.iloc[-1]
     close = float(bar["close"])
     vol20 = float(bars["volume"].iloc[-20:].mean())

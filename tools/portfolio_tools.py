@@ -37,7 +37,10 @@ def get_recent_trades(view: Annotated[ToolView, InjectedToolArg], limit: int = 1
     side, qty, price, fee, slippage, realized P&L, fill date."""
     fills = view.ledger.recent_fills(view.portfolio, limit=max(1, min(int(limit), 50)) * 4, symbol=symbol.upper() or None)
     day = f"{view.as_of:%Y-%m-%d}"
-    visible = [f for f in fills if f["fill_date"] <= day][: max(1, min(int(limit), 50))]
+    # latency_ms is wall-clock telemetry: left out so the same day always gives the same
+    # answer (a model's tool result is part of its response-cache key)
+    visible = [{k: v for k, v in f.items() if k != "latency_ms"}
+               for f in fills if f["fill_date"] <= day][: max(1, min(int(limit), 50))]
     return json.dumps({"trades": visible})
 
 
