@@ -3,12 +3,14 @@ via ``langgraph.json``; ``graph.run`` compiles :func:`build_graph` with ``Sqlite
 
 Cycle graph::
 
-    START -> prepare_cycle -> learning_agent -(Send per candidate)-> analyze_candidate
-          -> execution_agent -> portfolio_manager -> learning_recorder -> agent_improver -> END
+    START -> prepare_cycle -> learning_agent -> gather_alt_data -> macro_agent(*)
+          -(Send per candidate)-> analyze_candidate -> execution_agent -> portfolio_manager
+          -> learning_recorder -> agent_improver -> END
 
 Candidate subgraph (one per symbol, in parallel)::
 
-    market_agent(*) -> strategy_agent(*) -> consensus -HOLD-> finalize
+    market_agent(*) -> sentiment_agent(*) -> forex_agent(*) -> strategy_agent(*)
+    -> consensus -HOLD-> finalize
     consensus -trade-> risk_agent(*) -blocked-> finalize
     risk_agent -> auditor_agent(*) -> history_reviewer -> peer_review
     peer_review -approved/caution-> finalize
@@ -16,7 +18,8 @@ Candidate subgraph (one per symbol, in parallel)::
     peer_review -rejected again-> finalize
 
 (*) an LLM node whose conditional self-edge retries with the next model in the chain and
-ends with the quantitative prior.
+ends with the quantitative prior. Sentiment and forex abstain without a model call when
+they have no data (replay), and the consensus leaves them out.
 """
 
 from __future__ import annotations
@@ -26,24 +29,29 @@ from langgraph.graph import END, START, StateGraph
 from graph.context import VoltContext
 from graph.state import CandidateOutput, CandidateState, CycleInput, CycleState
 from nodes.agent_improver import agent_improver
+from nodes.alt_data_ingestion import gather_alt_data
 from nodes.auditor_agent import auditor_agent
 from nodes.consensus import consensus, route_after_consensus
 from nodes.decision import finalize_decision
 from nodes.execution_agent import execution_agent
+from nodes.fan_out import route_after_macro
+from nodes.forex_agent import forex_agent
 from nodes.history_reviewer import history_reviewer
 from nodes.learning_agent import learning_agent
 from nodes.learning_recorder import learning_recorder
+from nodes.macro_agent import macro_agent
 from nodes.market_agent import market_agent
 from nodes.peer_review import peer_review, request_correction, route_after_review
 from nodes.portfolio_manager import portfolio_manager
-from nodes.prepare_cycle import fan_out, prepare_cycle
+from nodes.prepare_cycle import prepare_cycle
 from nodes.risk_agent import risk_agent, route_after_risk
+from nodes.sentiment_agent import sentiment_agent
 from nodes.strategy_agent import strategy_agent
 
 
 def build_candidate_graph() -> StateGraph:
     g = StateGraph(CandidateState, context_schema=VoltContext, output_schema=CandidateOutput)
-    for agent in (market_agent, strategy_agent, risk_agent, auditor_agent):
+    for agent in (market_agent, sentiment_agent, forex_agent, strategy_agent, risk_agent, auditor_agent):
         g.add_node(agent.name, agent)
     g.add_node("consensus", consensus)
     g.add_node("history_reviewer", history_reviewer)
@@ -52,7 +60,9 @@ def build_candidate_graph() -> StateGraph:
     g.add_node("finalize", finalize_decision)
 
     g.add_edge(START, "market_agent")
-    g.add_conditional_edges("market_agent", market_agent.route, {"retry": "market_agent", "done": "strategy_agent"})
+    g.add_conditional_edges("market_agent", market_agent.route, {"retry": "market_agent", "done": "sentiment_agent"})
+    g.add_conditional_edges("sentiment_agent", sentiment_agent.route, {"retry": "sentiment_agent", "done": "forex_agent"})
+    g.add_conditional_edges("forex_agent", forex_agent.route, {"retry": "forex_agent", "done": "strategy_agent"})
     g.add_conditional_edges("strategy_agent", strategy_agent.route, {"retry": "strategy_agent", "done": "consensus"})
     g.add_conditional_edges("consensus", route_after_consensus, {"hold": "finalize", "review": "risk_agent"})
     g.add_conditional_edges("risk_agent", _route_risk, {"retry": "risk_agent", "blocked": "finalize", "review": "auditor_agent"})
@@ -75,6 +85,9 @@ def build_graph() -> StateGraph:
     g = StateGraph(CycleState, context_schema=VoltContext, input_schema=CycleInput)
     g.add_node("prepare_cycle", prepare_cycle)
     g.add_node("learning_agent", learning_agent)
+    g.add_node("gather_alt_data", gather_alt_data)
+    # an LLMAgent's __call__ is annotated with CandidateState; this one reads the cycle state
+    g.add_node("macro_agent", macro_agent, input_schema=CycleState)
     g.add_node("analyze_candidate", build_candidate_graph().compile())
     g.add_node("execution_agent", execution_agent)
     g.add_node("portfolio_manager", portfolio_manager)
@@ -82,7 +95,9 @@ def build_graph() -> StateGraph:
     g.add_node("agent_improver", agent_improver)
     g.add_edge(START, "prepare_cycle")
     g.add_edge("prepare_cycle", "learning_agent")
-    g.add_conditional_edges("learning_agent", fan_out, ["analyze_candidate", "execution_agent"])
+    g.add_edge("learning_agent", "gather_alt_data")
+    g.add_edge("gather_alt_data", "macro_agent")
+    g.add_conditional_edges("macro_agent", route_after_macro, ["macro_agent", "analyze_candidate", "execution_agent"])
     g.add_edge("analyze_candidate", "execution_agent")
     g.add_edge("execution_agent", "portfolio_manager")
     g.add_edge("portfolio_manager", "learning_recorder")

@@ -3,6 +3,7 @@
 Configuration comes from :class:`graph.settings.VoltSettings` (environment overrides).
 ``chat_model_factory`` lets a caller supply chat models by name instead of Ollama:
 the tests pass scripted fake models through it; production leaves it ``None``.
+``alt_data`` likewise replaces the news/fundamentals/forex provider chosen by the source.
 """
 
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from langchain_core.language_models import BaseChatModel
 
 from graph.settings import VoltSettings
+from tools.alt_data import AltDataProvider
 
 ChatModelFactory = Callable[[str], BaseChatModel]
 
@@ -19,3 +21,4 @@ ChatModelFactory = Callable[[str], BaseChatModel]
 class VoltContext:
     settings: VoltSettings = field(default_factory=VoltSettings)
     chat_model_factory: ChatModelFactory | None = None
+    alt_data: AltDataProvider | None = None

@@ -30,6 +30,7 @@ class CycleReport(BaseModel):
     reward: float
     llm_calls: int
     weights: dict[str, float]
+    market_context: dict[str, Any]
     learning: dict[str, Any]
     profiles: dict[str, Any]
     improvements: list[dict[str, Any]]
@@ -40,6 +41,9 @@ class CycleReport(BaseModel):
 def _signal(agent_result: dict | None) -> dict | None:
     if not agent_result:
         return None
+    if agent_result.get("abstained"):
+        return {"agent": agent_result["agent"], "symbol": agent_result["symbol"], "source": "abstain",
+                "model": None, "degraded": False, "reason": agent_result.get("reason")}
     return {"agent": agent_result["agent"], "symbol": agent_result["symbol"], "source": agent_result["source"],
             "model": agent_result.get("model"), "degraded": agent_result.get("degraded", False),
             **agent_result["output"]}
@@ -47,7 +51,10 @@ def _signal(agent_result: dict | None) -> dict | None:
 
 def build_report(state: dict, *, resumed: bool = False) -> CycleReport:
     decisions = sorted(state.get("decisions", []), key=lambda d: state["candidates"].index(d["symbol"]))
-    signals = [s for d in decisions for s in (_signal(d.get(k)) for k in ("market", "strategy", "risk", "audit")) if s]
+    signals = [s for d in decisions
+               for s in (_signal(d.get(k)) for k in ("market", "sentiment", "forex", "strategy", "risk", "audit")) if s]
+    if state.get("macro"):
+        signals.insert(0, _signal(state["macro"]))
     return CycleReport(
         portfolio_id=state["portfolio_id"],
         as_of=state["as_of"],
@@ -67,7 +74,9 @@ def build_report(state: dict, *, resumed: bool = False) -> CycleReport:
         portfolio_before=state.get("portfolio_before", {}),
         portfolio=state.get("portfolio_after", {}),
         reward=state.get("reward", 0.0),
-        llm_calls=sum(d.get("llm_calls", 0) for d in decisions) + (state.get("learning") or {}).get("llm_calls", 0),
+        llm_calls=(sum(d.get("llm_calls", 0) for d in decisions) + (state.get("learning") or {}).get("llm_calls", 0)
+                   + state.get("llm_calls", 0)),
+        market_context=state.get("market_context", {}),
         weights=state.get("weights", {}),
         learning=state.get("learning", {}),
         profiles=state.get("profiles", {}),
@@ -97,6 +106,12 @@ def render_text(report: CycleReport) -> str:
     shown = ", ".join(f"{s} ({report.scores.get(s):+.2f})" if report.scores.get(s) is not None else s
                       for s in report.candidates)
     add(f"candidates (volume surge + momentum, plus held): {shown or 'none'}")
+    macro = next((s for s in report.signals if s["agent"] == "macro_agent"), None)
+    if macro:
+        ctx = report.market_context
+        add(f"market regime: {macro['regime']} (risk appetite {macro['risk_appetite']:+.2f}) [{_src(macro)}]"
+            + (f"; realized vol {ctx['realized_vol_pct']:.1f}%, index {ctx['index_vs_sma50']:+.1%} vs SMA50"
+               if ctx.get("available") else ""))
     if report.weights:
         shown_w = ", ".join(f"{a.replace('_agent', '')} {w:.2f}" for a, w in report.weights.items()
                             if a in ("market_agent", "strategy_agent"))
@@ -122,6 +137,12 @@ def render_text(report: CycleReport) -> str:
         if m:
             add(f"  market    {m['direction']:<8} strength {m['strength']:.2f}  support {m['support']:.2f}"
                 f"  resistance {m['resistance']:.2f}  volume {m['volume_pattern']:<7} [{_src(m)}]")
+        for spec in (s for s in report.signals if s["symbol"] == sym and s["agent"] in ("sentiment_agent", "forex_agent")):
+            name = spec["agent"].split("_")[0]
+            if spec["source"] == "abstain":
+                continue  # abstentions are listed once, below the decisions
+            label = spec.get("sentiment") or spec.get("direction")
+            add(f"  {name:<9} {label:<8} confidence {spec.get('confidence', spec.get('strength', 0)):.2f} [{_src(spec)}]")
         if st:
             add(f"  strategy  {st['action']:<8} confidence {st['confidence']:.2f}  entry {st['entry']:.2f}"
                 f"  exit {st['exit']:.2f}  stop {st['stop_loss']:.2f}  size {st['size_pct']:.0%} [{_src(st)}]")
@@ -138,6 +159,10 @@ def render_text(report: CycleReport) -> str:
             add(f"  decision  {d['outcome']}: {order['side']} {order['qty']:.4f} sh (~{order['notional']:.2f} USD at {order['price']:.2f})")
         else:
             add(f"  decision  {d['outcome']}: {d['reason']}")
+    abstained = sorted({f"{s['agent'].split('_')[0]} ({s['reason']})" for s in report.signals if s["source"] == "abstain"})
+    if abstained:
+        add("")
+        add("abstained (left out of the vote): " + "; ".join(abstained))
     if report.errors:
         add("")
         add(f"model errors: {len(report.errors)} (each fell back as shown)")

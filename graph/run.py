@@ -24,6 +24,7 @@ from graph.settings import VoltSettings
 from memory.ledger import Ledger
 from memory.run_lock import portfolio_lock
 from nodes.prepare_cycle import resolve_as_of
+from tools.alt_data import AltDataProvider
 from tools.market_data import load_dataset
 
 
@@ -47,10 +48,11 @@ def open_checkpointer(settings: VoltSettings) -> SqliteSaver:
 
 
 def run_cycle(settings: VoltSettings, *, as_of: str | None = None,
-              chat_model_factory: ChatModelFactory | None = None) -> CycleResult:
+              chat_model_factory: ChatModelFactory | None = None,
+              alt_data: AltDataProvider | None = None) -> CycleResult:
     """Run (or resume) one cycle. The caller holds the portfolio lock."""
     settings.home.mkdir(parents=True, exist_ok=True)
-    context = VoltContext(settings=settings, chat_model_factory=chat_model_factory)
+    context = VoltContext(settings=settings, chat_model_factory=chat_model_factory, alt_data=alt_data)
     config = thread_config(settings.portfolio)
     saver = open_checkpointer(settings)
     try:

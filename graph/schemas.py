@@ -78,3 +78,33 @@ class Lesson(_SymbolOutput):
     """LearningAgent's reflection on a prediction that went clearly wrong."""
 
     lesson: str = Field(min_length=10, max_length=240)
+
+
+class SentimentView(_SymbolOutput):
+    """SentimentAgent: news, insider and analyst sentiment for one symbol."""
+
+    sentiment: Literal["BULLISH", "BEARISH", "NEUTRAL"]
+    score: float = Field(ge=-1, le=1, description="-1 very negative .. +1 very positive.")
+    confidence: float = Field(ge=0, le=1)
+    drivers: list[str] = Field(default_factory=list, max_length=6)
+
+
+Regime = Literal["HIGH_VOLATILITY", "BULL_MARKET", "BEAR_MARKET", "BTC_DOMINANCE", "SIDEWAYS"]
+
+
+class MacroView(_SymbolOutput):
+    """MacroAgent / GlobalMarketAnalyzer: the market regime and risk appetite (symbol MARKET)."""
+
+    regime: Regime
+    risk_appetite: float = Field(ge=-1, le=1, description="-1 risk-off .. +1 risk-on.")
+    confidence: float = Field(ge=0, le=1)
+    rationale: str = Field(default="", max_length=600)
+
+
+class ForexView(_SymbolOutput):
+    """ForexAgent: direction of a currency pair."""
+
+    direction: Literal["BULLISH", "BEARISH", "NEUTRAL"]
+    strength: float = Field(ge=0, le=1)
+    rate: float = Field(gt=0)
+    rationale: str = Field(default="", max_length=600)

@@ -33,6 +33,11 @@ class CycleState(TypedDict, total=False):
     profiles: dict[str, dict]  # per agent: the profile version in force
     agent_models: dict[str, list[str]]  # per agent: model chain this cycle
     improvements: list[dict]  # AgentImprover's parameter changes after this cycle
+    alt_data: dict[str, dict]  # per candidate: news, sentiment, insider, analysts, forex
+    market_context: dict[str, Any]  # index proxy, realized volatility, crypto; unavailable endpoints
+    macro: dict | None  # MacroAgent's regime view
+    attempts: Annotated[dict[str, int], merge_dicts]  # cycle-level agents: next model index
+    llm_calls: Annotated[int, operator.add]  # cycle-level agents' model calls
     portfolio_before: dict[str, Any]
     # written by the parallel per-candidate branches
     decisions: Annotated[list[dict], operator.add]
@@ -59,6 +64,10 @@ class CandidateState(TypedDict, total=False):
     thresholds: dict[str, float]  # per agent: confidence below this is no vote
     weights: dict[str, float]  # vote weights, fixed for the cycle
     memory: dict[str, Any]  # similar past situations for this symbol
+    alt: dict[str, Any]  # this symbol's alternative data (may be empty)
+    regime: dict[str, Any]  # MacroAgent's regime and the position-cap scale it implies
+    sentiment: dict | None
+    forex: dict | None
     attempts: Annotated[dict[str, int], merge_dicts]  # per agent: next model index
     market: dict | None
     strategy: dict | None

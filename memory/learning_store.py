@@ -12,8 +12,12 @@ from pathlib import Path
 
 from memory.db import open_db
 
-IMPROVABLE_AGENTS = ("market_agent", "strategy_agent", "risk_agent", "auditor_agent")
-ALL_PREDICTORS = (*IMPROVABLE_AGENTS, "history_reviewer", "consensus")
+# every LLM agent has a versioned profile (model chain, threshold, timeout)
+IMPROVABLE_AGENTS = ("market_agent", "sentiment_agent", "forex_agent", "strategy_agent", "risk_agent",
+                     "auditor_agent", "macro_agent")
+# agents whose per-symbol calls are scored against outcomes
+ALL_PREDICTORS = ("market_agent", "sentiment_agent", "forex_agent", "strategy_agent", "risk_agent",
+                  "auditor_agent", "history_reviewer", "consensus")
 
 
 @dataclass

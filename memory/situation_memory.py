@@ -91,6 +91,7 @@ class SituationMemory:
                 "symbol": s["symbol"], "date": s["date"], "day": int(s["date"].replace("-", "")),
                 "action": s["action"], "realized_return": float(s["realized_return"]),
                 "hit": bool(s["hit"]), "lesson": s.get("lesson") or "",
+                "regime": s["features"].get("regime") or "",
             } for s in situations],
             ids=[s["id"] for s in situations],
         )

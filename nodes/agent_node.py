@@ -78,11 +78,16 @@ class LLMAgent:
     message_type: MessageType
     shortcut: Shortcut | None = None  # a decision that needs no model (e.g. a hard block)
     finish: Finish | None = None  # extra fields derived from the final answer
+    # A cycle-level agent (MacroAgent) reads the cycle state: no symbol, chains in "agent_models".
+    cycle_level: bool = False
+
+    def symbol_of(self, state) -> str:
+        return "MARKET" if self.cycle_level else state["symbol"]
 
     def _result(self, state, settings, output: BaseModel, *, source: str, model: str | None, version: str) -> dict:
         result = {
             "agent": self.name,
-            "symbol": state["symbol"],
+            "symbol": self.symbol_of(state),
             "source": source,
             "model": model,
             "degraded": source == "prior",
@@ -94,7 +99,7 @@ class LLMAgent:
         return result
 
     def _done(self, state, result: dict, calls: int = 0) -> dict:
-        msg = message(self.name, self.to_agent, self.message_type, {"symbol": state["symbol"], **result})
+        msg = message(self.name, self.to_agent, self.message_type, {"symbol": self.symbol_of(state), **result})
         return {self.key: result, "llm_calls": calls, "agent_messages": [msg]}
 
     def __call__(self, state: CandidateState, runtime: Runtime[VoltContext]) -> dict:
@@ -103,7 +108,7 @@ class LLMAgent:
             return self._done(state, early)
         prompt = load_prompt(self.name)
         prior = self.prior(state, settings)
-        models = (state.get("models") or {}).get(self.name, [])
+        models = (state.get("agent_models" if self.cycle_level else "models") or {}).get(self.name, [])
         timeout_s = (state.get("timeouts") or {}).get(self.name)
         index = (state.get("attempts") or {}).get(self.key, 0)
         if index >= len(models):
@@ -119,13 +124,13 @@ class LLMAgent:
                 tools=AGENT_TOOLS,
                 tool_args={"view": tool_view(state, settings)},
                 max_tool_rounds=settings.max_tool_rounds,
-                context={"symbol": state["symbol"]},
+                context={"symbol": self.symbol_of(state)},
             )
         except ModelAttemptError as exc:
             last = index + 1 >= len(models)
             error = {
                 "agent": self.name,
-                "symbol": state["symbol"],
+                "symbol": self.symbol_of(state),
                 "model": spec,
                 "category": exc.category.value,
                 "message": str(exc),

@@ -1,7 +1,8 @@
 """Consensus: a weighted vote of the analyst agents. No LLM.
 
 Votes are signed: MarketAgent BULLISH/BEARISH/NEUTRAL times its strength, StrategyAgent
-BUY/SELL/HOLD times its confidence. ``score = sum(w * vote) / sum(w)`` with the weights
+BUY/SELL/HOLD times its confidence, SentimentAgent and ForexAgent their direction times
+confidence/strength. An agent that abstained (no data) is left out of the vote entirely. ``score = sum(w * vote) / sum(w)`` with the weights
 read from the store once per cycle by
 ``prepare_cycle`` (equal until the learning loop writes them). BUY when ``score >=
 consensus_threshold``, SELL when ``score <= -consensus_threshold``, else HOLD.
@@ -15,7 +16,9 @@ from graph.context import VoltContext
 from graph.state import CandidateState
 from memory.message_log import MessageType, message
 
-VOTERS = ("market_agent", "strategy_agent")
+VOTERS = ("market_agent", "strategy_agent", "sentiment_agent", "forex_agent")
+_RESULT_KEY = {"market_agent": "market", "strategy_agent": "strategy", "sentiment_agent": "sentiment",
+               "forex_agent": "forex"}
 _DIRECTION = {"BULLISH": 1.0, "BEARISH": -1.0, "NEUTRAL": 0.0, "BUY": 1.0, "SELL": -1.0, "HOLD": 0.0}
 
 
@@ -28,25 +31,22 @@ def weighted_vote(votes: dict[str, float], weights: dict[str, float], threshold:
 
 def consensus(state: CandidateState, runtime: Runtime[VoltContext]) -> dict:
     settings = runtime.context.settings
-    market, strategy = state["market"], state["strategy"]
-    weights = {a: state["weights"].get(a, 1.0) for a in VOTERS}
     thresholds = state.get("thresholds") or {}
-    conviction = {"market_agent": market["output"]["strength"], "strategy_agent": strategy["output"]["confidence"]}
-    votes = {
-        "market_agent": _DIRECTION[market["output"]["direction"]] * market["output"]["strength"],
-        "strategy_agent": _DIRECTION[strategy["output"]["action"]] * strategy["output"]["confidence"],
-    }
+    calls = {a: (_direction_and_conviction(state.get(k)), k) for a, k in _RESULT_KEY.items()}
+    # abstentions (no data) are left out of the vote, not counted as HOLD
+    present = {a: dc for a, (dc, _k) in calls.items() if dc is not None}
+    weights = {a: state["weights"].get(a, 1.0) for a in present}
     # below its (learned) confidence threshold an agent's call counts as no vote
-    votes = {a: (v if conviction[a] >= thresholds.get(a, 0.0) else 0.0) for a, v in votes.items()}
+    votes = {a: (d * c if c >= thresholds.get(a, 0.0) else 0.0) for a, (d, c) in present.items()}
     action, score = weighted_vote(votes, weights, settings.consensus_threshold)
-    signal = strategy["output"]
+    signal = state["strategy"]["output"]
     result = {
         "action": action,
         "score": round(score, 6),
         "confidence": round(abs(score), 6),
-        "votes": {a: {"vote": round(v, 6), "weight": weights[a], "source": state[k]["source"],
-                      "threshold": thresholds.get(a, 0.0)}
-                  for (a, v), k in zip(votes.items(), ("market", "strategy"), strict=True)},
+        "votes": {a: {"vote": round(v, 6), "weight": weights[a], "source": state[calls[a][1]]["source"],
+                      "threshold": thresholds.get(a, 0.0)} for a, v in votes.items()},
+        "abstained": sorted(a for a in VOTERS if a not in present),
         "size_pct": signal["size_pct"] if signal["size_pct"] > 0 else settings.default_size_pct,
         "entry": signal["entry"],
         "exit": signal["exit"],
@@ -55,6 +55,16 @@ def consensus(state: CandidateState, runtime: Runtime[VoltContext]) -> dict:
     msg = message("consensus", "risk_agent" if action != "HOLD" else "broadcast",
                   MessageType.CONSENSUS_RESULT, {"symbol": state["symbol"], **result})
     return {"consensus": result, "agent_messages": [msg]}
+
+
+def _direction_and_conviction(result: dict | None) -> tuple[float, float] | None:
+    """(direction in -1/0/+1, conviction in 0..1) of an agent's result; None if it abstained."""
+    if not result or result.get("abstained") or not result.get("output"):
+        return None
+    out = result["output"]
+    label = out.get("direction") or out.get("action") or out.get("sentiment")
+    conviction = out.get("strength", out.get("confidence", 0.0))
+    return _DIRECTION[label], float(conviction)
 
 
 def route_after_consensus(state: CandidateState) -> str:

@@ -30,7 +30,8 @@ def _predictions(state: CycleState, horizon: int) -> list[dict]:
     rows = []
     for d in state.get("decisions", []):
         symbol = d["symbol"]
-        features = situation_features(state["snapshots"][symbol])
+        features = {**situation_features(state["snapshots"][symbol]),
+                    "regime": ((state.get("macro") or {}).get("output") or {}).get("regime")}
         fill = fills.get(symbol)
         base = {"portfolio": portfolio, "cycle_id": cycle_id, "symbol": symbol, "as_of": day,
                 "features": features, "horizon": horizon, "fill_price": fill["price"] if fill else None,
@@ -48,6 +49,13 @@ def _predictions(state: CycleState, horizon: int) -> list[dict]:
         if m := d.get("market"):
             o = m["output"]
             add("market_agent", m, o["direction"], o["strength"], DIRECTION[o["direction"]] * o["strength"])
+        for agent, key in (("sentiment_agent", "sentiment"), ("forex_agent", "forex")):
+            r = d.get(key)
+            if r and not r.get("abstained"):
+                o = r["output"]
+                label = o.get("sentiment") or o.get("direction")
+                conviction = o.get("confidence", o.get("strength", 0.0))
+                add(agent, r, label, conviction, DIRECTION[label] * conviction)
         if s := d.get("strategy"):
             o = s["output"]
             add("strategy_agent", s, o["action"], o["confidence"], DIRECTION[o["action"]] * o["confidence"])

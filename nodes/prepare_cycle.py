@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 from langgraph.runtime import Runtime
-from langgraph.types import Overwrite, Send
+from langgraph.types import Overwrite
 
 from graph.context import VoltContext
 from graph.errors import CycleDateError
@@ -114,29 +114,3 @@ def prepare_cycle(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
         "portfolio_after": {},
         "reward": 0.0,
     }
-
-
-def fan_out(state: CycleState) -> list[Send] | str:
-    """One ``Send`` per candidate: the analysts run in parallel, one branch per symbol."""
-    if not state["candidates"]:
-        return "execution_agent"
-    return [
-        Send("analyze_candidate", {
-            "portfolio_id": state["portfolio_id"],
-            "as_of": state["as_of"],
-            "cycle_id": state["cycle_id"],
-            "symbol": symbol,
-            "snapshot": state["snapshots"][symbol],
-            "portfolio": state["portfolio_before"],
-            "models": state["agent_models"],
-            "timeouts": {a: p["timeout_s"] for a, p in state["profiles"].items()},
-            "thresholds": {a: p["confidence_threshold"] for a, p in state["profiles"].items()},
-            "weights": state["weights"],
-            "memory": state["memories"][symbol],
-            "attempts": {},
-            "revision": 0,
-            "objections": [],
-            "llm_calls": 0,
-        })
-        for symbol in state["candidates"]
-    ]

@@ -33,6 +33,10 @@ def limits_from(settings: VoltSettings) -> Limits:
 
 def hard_sized_order(state: CandidateState, settings: VoltSettings, model_cap: float | None = None) -> SizedOrder:
     p, c, symbol = state["portfolio"], state["consensus"], state["symbol"]
+    scale = (state.get("regime") or {}).get("position_scale", 1.0)
+    if scale < 1.0:  # the market regime only tightens the cap
+        regime_cap = settings.max_position_pct * scale
+        model_cap = regime_cap if model_cap is None else min(model_cap, regime_cap)
     held = p["positions"].get(symbol, {}).get("qty", 0.0)
     return size_order(
         symbol=symbol,
@@ -89,6 +93,7 @@ def risk_evidence(state: CandidateState, settings: VoltSettings) -> dict:
         "sized_order": hard_sized_order(state, settings).as_dict(),
         "portfolio": state["portfolio"],
         "limits": limits_from(settings).__dict__,
+        "market_regime": state.get("regime"),
         "indicators": {k: state["snapshot"][k] for k in ("close", "atr14", "atr_pct", "adx14", "rsi14", "bb_pband")},
         "similar_situations": {k: (state.get("memory") or {}).get(k) for k in ("summary", "mean_return", "lessons")},
     }

@@ -68,6 +68,9 @@ def strategy_evidence(state: CandidateState, settings: VoltSettings) -> dict:
         "as_of": state["as_of"],
         "indicators": state["snapshot"],
         "market_view": (state.get("market") or {}).get("output"),
+        "sentiment_view": (state.get("sentiment") or {}).get("output"),
+        "forex_view": (state.get("forex") or {}).get("output"),
+        "market_regime": (state.get("regime") or {}).get("regime"),
         "position": state["portfolio"]["positions"].get(state["symbol"]),
         "equity": state["portfolio"]["equity"],
     }

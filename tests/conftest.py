@@ -30,6 +30,9 @@ AGENTS = {
     "You are RiskAgent": "risk",
     "You are AuditorAgent": "auditor",
     "You are LearningAgent": "learning",
+    "You are MacroAgent": "macro",
+    "You are SentimentAgent": "sentiment",
+    "You are ForexAgent": "forex",
 }
 
 
@@ -97,6 +100,12 @@ def default_answer(agent: str, symbol: str, evidence: dict, **overrides) -> str:
     elif agent == "strategy":
         body = {"symbol": symbol, "action": "BUY", "confidence": 0.9, "entry": close, "exit": close * 1.1,
                 "stop_loss": close * 0.95, "size_pct": 0.1, "rationale": "scripted"}
+    elif agent == "macro":
+        body = {"symbol": "MARKET", "regime": "SIDEWAYS", "risk_appetite": 0.1, "confidence": 0.6, "rationale": "scripted"}
+    elif agent == "sentiment":
+        body = {"symbol": symbol, "sentiment": "NEUTRAL", "score": 0.0, "confidence": 0.5, "drivers": ["scripted"]}
+    elif agent == "forex":
+        body = {"symbol": symbol, "direction": "NEUTRAL", "strength": 0.2, "rate": 1.1, "rationale": "scripted"}
     elif agent == "learning":
         body = {"symbol": symbol, "lesson": f"scripted lesson about {symbol}: wait for confirmation"}
     elif agent == "risk":

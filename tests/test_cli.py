@@ -25,7 +25,7 @@ def test_text_summary(market_csv, settings_for, capsys):
     assert out.startswith("VOLT cycle ")
     for expected in ("candidates (volume surge + momentum, plus held): AAA", "market    BULLISH",
                      "strategy  BUY", "[model m1]", "consensus BUY", "review    APPROVED",
-                     "decision  APPROVED: BUY", "orders and fills", "portfolio after: cash", "LLM calls: 4"):
+                     "decision  APPROVED: BUY", "orders and fills", "portfolio after: cash", "LLM calls: 5"):
         assert expected in out, expected
 
 
@@ -34,8 +34,12 @@ def test_json_document(market_csv, settings_for, capsys):
     assert main(args_for(settings, "--json"), chat_model_factory=lambda s: scripted()) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["as_of"] and sorted(doc["candidates"]) == ["AAA", "BBB", "CCC"]
-    assert {s["source"] for s in doc["signals"]} == {"model"}
-    assert {s["agent"] for s in doc["signals"]} == {"market_agent", "strategy_agent", "risk_agent", "auditor_agent"}
+    assert {s["source"] for s in doc["signals"]} == {"model", "abstain"}
+    assert {s["agent"] for s in doc["signals"] if s["source"] == "model"} == {
+        "macro_agent", "market_agent", "strategy_agent", "risk_agent", "auditor_agent"}
+    # replay has no news or forex: the specialists abstain and are left out of the vote
+    assert {s["agent"] for s in doc["signals"] if s["source"] == "abstain"} == {"sentiment_agent", "forex_agent"}
+    assert all(c["abstained"] == ["forex_agent", "sentiment_agent"] for c in doc["consensus"].values())
     assert set(doc["consensus"]) == {"AAA", "BBB", "CCC"}
     assert all(r["outcome"] == "APPROVED" for r in doc["reviews"].values())
     assert len(doc["orders"]) == len(doc["fills"]) == 3
@@ -58,7 +62,7 @@ def test_no_model_reachable_uses_priors_and_says_how_to_get_one(market_csv, sett
     doc = json.loads(capsys.readouterr().out)
     assert doc["models"]["reachable"] is False and doc["models"]["usable"] == []
     assert "no language model reachable" in doc["models"]["note"] and "ollama pull qwen2.5-coder:7b" in doc["models"]["note"]
-    assert doc["signals"] and all(s["source"] in ("prior", "limits") for s in doc["signals"])
+    assert doc["signals"] and all(s["source"] in ("prior", "limits", "abstain") for s in doc["signals"])
     assert all(s["degraded"] for s in doc["signals"] if s["source"] == "prior")
     assert doc["errors"] == [] and doc["llm_calls"] == 0
 

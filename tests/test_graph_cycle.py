@@ -245,7 +245,7 @@ def test_sell_without_position_is_blocked_without_asking_reviewers(market_csv, s
     state = run_cycle(settings, chat_model_factory=factory(model)).state
     d = decision(state, "AAA")
     assert d["outcome"] == "BLOCKED" and "short" in d["reason"]
-    assert sorted({a for a, *_ in model.calls}) == ["market", "strategy"]
+    assert sorted({a for a, s, *_ in model.calls if s == "AAA"}) == ["market", "strategy"]
     assert state["fills"] == []
 
 
@@ -352,6 +352,7 @@ def test_ordered_script_with_generic_fake_model(market_csv, settings_for):
     snap = indicator_snapshot("AAA", dataset.history("AAA", dataset.calendar[49]))
     ev = {"indicators": snap}
     script = iter([
+        AIMessage(content=default_answer("macro", "MARKET", {})),  # the cycle-level MacroAgent goes first
         AIMessage(content="", tool_calls=[{"name": "get_portfolio", "args": {}, "id": "t1"}]),
         AIMessage(content=default_answer("market", "AAA", ev)),
         AIMessage(content=default_answer("strategy", "AAA", ev, strategy={"size_pct": 0.05})),

@@ -29,7 +29,7 @@ def test_cycle_through_a_local_ollama(market_csv, settings_for, monkeypatch):
     for key in ("market", "strategy", "risk", "audit"):
         assert d[key]["source"] == "model" and d[key]["model"] == "tiny", key
     chats = [r for r in server.requests if "messages" in r]
-    assert len(chats) == 4 and all(r["model"] == "tiny" for r in chats), state["errors"]
+    assert len(chats) == 5 and all(r["model"] == "tiny" for r in chats), state["errors"]  # 4 agents + MacroAgent
     # the agents are offered the indicator and portfolio tools
     tool_names = {t["function"]["name"] for t in chats[0].get("tools", [])}
     assert {"get_indicators", "get_price_history", "get_portfolio", "get_recent_trades"} <= tool_names
