@@ -18,7 +18,7 @@ from memory.learning_store import ALL_PREDICTORS, LearningStore
 from memory.ledger import Ledger
 from memory.weights import read_weights
 from nodes.learning_agent import default_profiles
-from tools.market_data import load_dataset
+from tools.data_source import market_dataset
 from tools.performance import analyze_trades
 
 
@@ -29,7 +29,7 @@ def learning_report(settings: VoltSettings) -> dict:
     equity = pd.Series({pd.Timestamp(c["as_of"]): c["equity"] for c in cycles}, dtype=float)
     market = None
     if len(cycles) > 2:
-        closes = load_dataset(settings.data_csv).close_panel
+        closes = market_dataset(settings).close_panel
         market = closes.pct_change(fill_method=None).mean(axis=1).reindex(equity.index)
     memory_size = 0
     if (settings.home / "chroma").exists():

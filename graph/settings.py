@@ -22,7 +22,7 @@ class VoltSettings(BaseSettings):
 
     home: Path = Field(default=Path(".volt"), description="Data directory (ledger, checkpoints).")
     portfolio: str = Field(default="main", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    source: Literal["replay"] = "replay"
+    source: Literal["replay", "finnhub"] = Field(default="replay", description="Replay data, or live Finnhub.")
     data_csv: Path | None = Field(default=None, description="Own CSV instead of the embedded set.")
     watchlist: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Symbols to consider; empty means the whole data set."

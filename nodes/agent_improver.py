@@ -24,7 +24,7 @@ from graph.state import CycleState
 from memory.learning_store import IMPROVABLE_AGENTS, LearningStore
 from memory.message_log import MessageLog, MessageType, message
 from nodes.learning_agent import default_profiles
-from tools.market_data import load_dataset
+from tools.data_source import market_dataset
 
 THRESHOLD_AGENTS = ("market_agent", "strategy_agent", "risk_agent")
 MIN_TIMEOUT_S = 10.0
@@ -41,7 +41,7 @@ def agent_improver(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
     portfolio, day = state["portfolio_id"], state["as_of"]
     store = LearningStore(settings.ledger_path)
     profiles = store.profiles(portfolio, default_profiles(settings))
-    calendar = load_dataset(settings.data_csv).calendar
+    calendar = market_dataset(settings).calendar
     idx = calendar.searchsorted(pd.Timestamp(day))
     window_start = f"{calendar[max(0, idx - settings.accuracy_window)]:%Y-%m-%d}"
     made: list[dict] = []

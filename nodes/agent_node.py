@@ -28,8 +28,8 @@ from memory.message_log import MessageType, message
 from memory.response_cache import with_response_cache
 from nodes.llm_call import ModelAttemptError, call_structured
 from prompts import load_prompt
+from tools.data_source import market_dataset
 from tools.indicator_tools import INDICATOR_TOOLS
-from tools.market_data import load_dataset
 from tools.portfolio_tools import PORTFOLIO_TOOLS
 from tools.tool_view import ToolView
 
@@ -59,7 +59,7 @@ def chat_model(spec: str, runtime: Runtime[VoltContext], timeout_s: float | None
 
 def tool_view(state: CandidateState, settings: VoltSettings) -> ToolView:
     return ToolView(
-        dataset=load_dataset(settings.data_csv),
+        dataset=market_dataset(settings),
         as_of=pd.Timestamp(state["as_of"]),
         ledger=Ledger(settings.ledger_path),
         portfolio=state["portfolio_id"],

@@ -26,7 +26,8 @@ from tools.alt_data import (
     clean_headline,
     is_forex_pair,
 )
-from tools.market_data import MarketDataset, load_dataset
+from tools.data_source import market_dataset
+from tools.market_data import MarketDataset
 
 MAX_NEWS = 8
 
@@ -70,7 +71,7 @@ def gather_alt_data(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
             "forex": provider.forex_rates(symbol.split(":")[1][:3]) if is_forex_pair(symbol) else None,
         }
         per_symbol[symbol] = entry
-    context = market_context(load_dataset(settings.data_csv), pd.Timestamp(day))
+    context = market_context(market_dataset(settings), pd.Timestamp(day))
     context["crypto"] = provider.crypto_trend(day)
     unavailable = provider.unavailable()
     return {"alt_data": per_symbol, "market_context": {**context, "source": provider.name,

@@ -20,7 +20,8 @@ from graph.state import CycleState
 from memory.ledger import FillRecord, Ledger
 from memory.message_log import MessageType, Priority, message
 from tools.broker import fee, fill_price, slippage_fraction
-from tools.market_data import MarketDataset, load_dataset
+from tools.data_source import market_dataset
+from tools.market_data import MarketDataset
 from tools.portfolio import Account
 
 
@@ -40,7 +41,7 @@ def broker_marks(dataset: MarketDataset, symbols: list[str], as_of: pd.Timestamp
 
 def execution_agent(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
     settings = runtime.context.settings
-    dataset = load_dataset(settings.data_csv)
+    dataset = market_dataset(settings)
     ledger = Ledger(settings.ledger_path)
     portfolio, day = state["portfolio_id"], state["as_of"]
     as_of = pd.Timestamp(day)

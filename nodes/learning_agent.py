@@ -33,7 +33,7 @@ from memory.weights import read_weights, write_weight
 from nodes.agent_node import chat_model
 from nodes.llm_call import ModelAttemptError, call_structured
 from prompts import load_prompt
-from tools.market_data import load_dataset
+from tools.data_source import market_dataset
 from tools.outcomes import brier_loss, is_hit, resolve, update_weight
 from tools.situation_features import situation_features
 
@@ -77,7 +77,7 @@ def learning_agent(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
     portfolio, day = state["portfolio_id"], state["as_of"]
     now = pd.Timestamp(day)
     store = LearningStore(settings.ledger_path)
-    dataset = load_dataset(settings.data_csv)
+    dataset = market_dataset(settings)
 
     # 1. outcome tracking
     updates: list[dict] = []

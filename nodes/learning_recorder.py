@@ -16,7 +16,7 @@ from graph.context import VoltContext
 from graph.state import CycleState
 from memory.learning_store import LearningStore
 from memory.ledger import Ledger
-from tools.market_data import load_dataset
+from tools.data_source import market_dataset
 from tools.situation_features import market_condition, situation_features
 
 DIRECTION = {"BULLISH": 1.0, "BEARISH": -1.0, "NEUTRAL": 0.0, "BUY": 1.0, "SELL": -1.0, "HOLD": 0.0}
@@ -118,5 +118,5 @@ def learning_recorder(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
          "votes": d["consensus"]["votes"], "weights": state.get("weights", {}), "result": d["outcome"]}
         for d in state.get("decisions", []) if d.get("consensus")
     ])
-    store.record_trades(_closed_trades(state, Ledger(settings.ledger_path), load_dataset(settings.data_csv).calendar))
+    store.record_trades(_closed_trades(state, Ledger(settings.ledger_path), market_dataset(settings).calendar))
     return {"learning": {**(state.get("learning") or {}), "recorded_predictions": len(predictions)}}

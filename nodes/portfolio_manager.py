@@ -16,14 +16,14 @@ from graph.state import CycleState
 from memory.ledger import Ledger
 from memory.message_log import MessageLog, MessageType, Priority, message
 from nodes.execution_agent import broker_marks
-from tools.market_data import load_dataset
+from tools.data_source import market_dataset
 from tools.portfolio import value_account
 
 
 def portfolio_manager(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
     settings = runtime.context.settings
     portfolio, day = state["portfolio_id"], state["as_of"]
-    dataset = load_dataset(settings.data_csv)
+    dataset = market_dataset(settings)
     ledger = Ledger(settings.ledger_path)
     account = ledger.account(portfolio)
     after = value_account(account, broker_marks(dataset, account.held(), pd.Timestamp(day))).as_dict()

@@ -15,8 +15,9 @@ from graph.models import resolve_model_chain
 from graph.state import CycleState
 from memory.ledger import Ledger
 from memory.message_log import MessageType, message
+from tools.data_source import market_dataset
 from tools.indicators import indicator_series, indicator_snapshot
-from tools.market_data import MarketDataset, load_dataset
+from tools.market_data import MarketDataset
 from tools.portfolio import value_account
 from tools.universe import select_candidates
 
@@ -61,7 +62,7 @@ def resolve_as_of(dataset: MarketDataset, last_completed: str | None, pinned: st
 def prepare_cycle(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
     settings = runtime.context.settings
     portfolio = state.get("portfolio_id") or settings.portfolio
-    dataset = load_dataset(settings.data_csv)
+    dataset = market_dataset(settings)
     ledger = Ledger(settings.ledger_path)
     ledger.ensure_portfolio(portfolio, settings.starting_cash)
     last = ledger.last_completed_cycle(portfolio)
