@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sqlite3
 import sys
@@ -210,8 +211,10 @@ def run_settings(cfg: BacktestConfig, out: Path, run: str, state: str) -> VoltSe
         overrides["top_k"] = cfg.top_k
     if "learning" in VoltSettings.model_fields:
         overrides["learning"] = RUNS[run]
-    if cfg.cache:
-        overrides["llm_cache"] = Path(cfg.cache_path) if cfg.cache_path else out / CACHE_FILE
+    if "source" in VoltSettings.model_fields:
+        overrides["source"] = "replay"  # a backtest replays data: never VOLT_SOURCE's live feed
+    if "llm_cache" in VoltSettings.model_fields:  # --no-cache wins over VOLT_LLM_CACHE
+        overrides["llm_cache"] = (Path(cfg.cache_path) if cfg.cache_path else out / CACHE_FILE) if cfg.cache else None
     return VoltSettings(**overrides)
 
 
@@ -269,7 +272,8 @@ def run_graph(cfg: BacktestConfig, out: Path, run: str, state_dir: str, days: li
         keep = [sqlite3.connect(str(p)) for p in (settings.ledger_path, settings.checkpoint_path)]
         try:
             _backfill(run, settings, store)
-            while True:
+            # at most one resumed cycle plus one cycle per day; more means no progress
+            for _attempt in range(len(wanted) + 2):
                 last = ledger.last_completed_cycle(settings.portfolio)
                 later = [d for d in wanted if last is None or d > last["as_of"]]
                 if not later:
@@ -287,9 +291,79 @@ def run_graph(cfg: BacktestConfig, out: Path, run: str, state_dir: str, days: li
                     done = sum(1 for d in wanted if d <= state["as_of"])
                     on_day(run, done, len(wanted), state["as_of"],
                            float((state.get("portfolio_after") or {}).get("equity", float("nan"))))
+            else:
+                raise BacktestError(f"{run}: the replay stopped advancing at {later[0]} (no cycle completed)")
         finally:
             for conn in keep:
                 conn.close()
+
+
+# --------------------------------------------------------------------------- parallel replays
+
+
+def _replay_worker(cfg_data: dict, out: str, run: str, state_dir: str, days: list[str], queue) -> None:
+    """Child process: one replay, reporting each day (and how it ended) on ``queue``."""
+    try:
+        run_graph(BacktestConfig.from_dict(cfg_data), Path(out), run, state_dir, [pd.Timestamp(d) for d in days],
+                  on_day=lambda *day: queue.put(("day", *day)))
+        queue.put(("done", run, ""))
+    except KeyboardInterrupt:
+        queue.put(("interrupted", run, ""))
+    except BaseException as exc:  # reported to the parent, which fails the backtest with it
+        queue.put(("error", run, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"))
+
+
+def _run_in_parallel(cfg: BacktestConfig, out: Path, runs: list[str], state_dir: str,
+                     days: list[pd.Timestamp], progress: ProgressFn) -> None:
+    """``runs[0]`` here, the others in spawned processes (each its own VOLT home and lock)."""
+    import multiprocessing
+    import queue as queue_module
+    import threading
+
+    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked threads or locks
+    messages = ctx.Queue()
+    day_strings = [f"{d:%Y-%m-%d}" for d in days]
+    children = [ctx.Process(target=_replay_worker, name=f"volt-backtest-{run}",
+                            args=(asdict(cfg), str(out), run, state_dir, day_strings, messages))
+                for run in runs[1:]]
+    endings: dict[str, tuple[str, str]] = {}
+    stop = threading.Event()
+
+    def listen() -> None:
+        while not stop.is_set() or not messages.empty():
+            try:
+                kind, *rest = messages.get(timeout=0.2)
+            except queue_module.Empty:
+                continue
+            if kind == "day":
+                progress(*rest)
+            else:
+                endings[rest[0]] = (kind, rest[1])
+
+    listener = threading.Thread(target=listen, name="volt-backtest-progress", daemon=True)
+    for child in children:
+        child.start()
+    listener.start()
+    try:
+        run_graph(cfg, out, runs[0], state_dir, days, on_day=progress)
+        for child in children:
+            child.join()
+    except BaseException:
+        for child in children:  # Ctrl-C reached them too; give them time to stop cleanly
+            child.join(timeout=30)
+            if child.is_alive():
+                child.terminate()
+                child.join()
+        raise
+    finally:
+        stop.set()
+        listener.join(timeout=5)
+    for run, child in zip(runs[1:], children, strict=True):
+        kind, detail = endings.get(run, ("error", f"exit code {child.exitcode}"))
+        if kind == "interrupted":
+            raise KeyboardInterrupt
+        if kind != "done":
+            raise BacktestError(f"the {RUN_LABELS[run].lower()} replay failed: {detail}")
 
 
 # --------------------------------------------------------------------------- the whole backtest
@@ -342,9 +416,14 @@ def prepare_out(out: Path, cfg: BacktestConfig | None, *, resume: bool, restart:
 
 def run_backtest(cfg: BacktestConfig | None, out: Path, *, resume: bool = False, restart: bool = False,
                  chat_model_factory: ChatModelFactory | None = None, on_day: ProgressFn | None = None,
-                 on_plan: Callable[[DayPlan, list[str]], None] | None = None, reports: bool = True) -> dict:
+                 on_plan: Callable[[DayPlan, list[str]], None] | None = None, reports: bool = True,
+                 jobs: int = 1) -> dict:
     """Run (or continue) a backtest into ``out`` and write its reports (unless ``reports``
-    is False: the summary is still returned). Returns the summary."""
+    is False: the summary is still returned). Returns the summary.
+
+    ``jobs`` > 1 replays the learning-off graph in a second process while this one replays
+    the learning graph (the two are independent); models then come from the settings,
+    so a ``chat_model_factory`` (tests) always runs the replays one after the other."""
     from graph.backtest_report import build_summary, write_reports
     from tools.baselines import CostModel, run_baselines
 
@@ -373,8 +452,11 @@ def run_backtest(cfg: BacktestConfig | None, out: Path, *, resume: bool = False,
         if on_day is not None:
             on_day(run, done, total, as_of, equity)
 
-    for run in runs:
-        run_graph(cfg, out, run, state_dir, plan.days, chat_model_factory=chat_model_factory, on_day=progress)
+    if jobs > 1 and len(runs) > 1 and chat_model_factory is None:
+        _run_in_parallel(cfg, out, runs, state_dir, plan.days, progress)
+    else:
+        for run in runs:
+            run_graph(cfg, out, run, state_dir, plan.days, chat_model_factory=chat_model_factory, on_day=progress)
     graph_seconds = time.perf_counter() - started
 
     t0 = time.perf_counter()
@@ -412,6 +494,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-cache", action="store_true", help="do not cache model answers (every call goes to the model)")
     p.add_argument("--cache", metavar="PATH", help="response cache file (default: DIR/llm_cache.sqlite)")
     p.add_argument("--no-frozen", action="store_true", help="skip the learning-off replay of the graph")
+    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), metavar="N",
+                   help="processes for the two graph replays: 2 runs them side by side (default: 2 on 2+ cores)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted backtest in --out")
     p.add_argument("--restart", action="store_true", help="discard an unfinished backtest in --out and start over")
     p.add_argument("--json", action="store_true", help="print summary.json instead of the table")
@@ -486,7 +570,8 @@ def main(argv: list[str] | None = None, *, chat_model_factory: ChatModelFactory 
         if cfg is not None:
             load_dataset(cfg.data_csv)  # an unreadable CSV fails here, before anything runs
         summary = run_backtest(cfg, out, resume=args.resume, restart=args.restart,
-                               chat_model_factory=chat_model_factory, on_day=bar.day, on_plan=bar.plan)
+                               chat_model_factory=chat_model_factory, on_day=bar.day, on_plan=bar.plan,
+                               jobs=args.jobs)
     except KeyboardInterrupt:
         bar.stop()
         print(f"\ninterrupted: the backtest in {out} is checkpointed; continue it with "

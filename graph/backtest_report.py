@@ -69,7 +69,8 @@ def build_summary(*, cfg, out: Path, state_dir: str, dataset, plan, runs: list[s
         for k in llm_total:
             llm_total[k] += llm[k]
         strategies[run] = {"label": RUN_LABELS[run], "kind": "graph",
-                           "learning": getattr(settings, "learning", None), **metrics, "llm": llm}
+                           "learning": getattr(settings, "learning", None), **metrics, "llm": llm,
+                           "replay_seconds": round(sum(float(d.get("seconds") or 0.0) for d in days), 3)}
         curves[run] = equity
         weights[run] = {"dates": [d["as_of"] for d in days],
                         **_weight_columns([d["weights"] for d in days])}

@@ -3,7 +3,8 @@
 Configuration comes from :class:`graph.settings.VoltSettings` (environment overrides).
 ``chat_model_factory`` lets a caller supply chat models by name instead of Ollama:
 the tests pass scripted fake models through it; production leaves it ``None``.
-``alt_data`` likewise replaces the news/fundamentals/forex provider chosen by the source.
+``alt_data`` likewise replaces the news/fundamentals/forex provider chosen by the source,
+and ``live_price`` is the live source's quote for fills (``None`` on replay).
 """
 
 from collections.abc import Callable
@@ -22,3 +23,4 @@ class VoltContext:
     settings: VoltSettings = field(default_factory=VoltSettings)
     chat_model_factory: ChatModelFactory | None = None
     alt_data: AltDataProvider | None = None
+    live_price: Callable[[str], float] | None = None  # live source: the quote a fill uses

@@ -12,6 +12,7 @@ MAX_DATA_ERRORS_SHOWN = 8
 
 class CycleReport(BaseModel):
     portfolio_id: str
+    data_notes: list[str] = []
     as_of: str
     cycle_id: str
     resumed: bool
@@ -49,7 +50,7 @@ def _signal(agent_result: dict | None) -> dict | None:
             **agent_result["output"]}
 
 
-def build_report(state: dict, *, resumed: bool = False) -> CycleReport:
+def build_report(state: dict, *, resumed: bool = False, notes: list[str] | None = None) -> CycleReport:
     decisions = sorted(state.get("decisions", []), key=lambda d: state["candidates"].index(d["symbol"]))
     signals = [s for d in decisions
                for s in (_signal(d.get(k)) for k in ("market", "sentiment", "forex", "strategy", "risk", "audit")) if s]
@@ -57,6 +58,7 @@ def build_report(state: dict, *, resumed: bool = False) -> CycleReport:
         signals.insert(0, _signal(state["macro"]))
     return CycleReport(
         portfolio_id=state["portfolio_id"],
+        data_notes=list(notes or []),
         as_of=state["as_of"],
         cycle_id=state["cycle_id"],
         resumed=resumed,
@@ -102,6 +104,8 @@ def render_text(report: CycleReport) -> str:
     head = f"VOLT cycle {report.as_of} | portfolio {report.portfolio_id}"
     add(head + (" | resumed after an interruption" if report.resumed else ""))
     add(f"data: {report.data_source}")
+    for note in report.data_notes:
+        add(f"note: {note}")
     add(report.models.get("note") or "models: " + ", ".join(report.models.get("usable", [])))
     shown = ", ".join(f"{s} ({report.scores.get(s):+.2f})" if report.scores.get(s) is not None else s
                       for s in report.candidates)

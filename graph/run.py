@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import sqlite3
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 
@@ -23,15 +24,43 @@ from graph.report import build_report, render_json, render_text
 from graph.settings import VoltSettings
 from memory.ledger import Ledger
 from memory.run_lock import portfolio_lock
-from nodes.prepare_cycle import resolve_as_of
+from nodes.prepare_cycle import live_as_of, resolve_as_of
 from tools.alt_data import AltDataProvider
-from tools.market_data import load_dataset
+from tools.data_source import market_dataset, set_live_dataset
+from tools.finnhub_alt_data import FinnhubAltData
+from tools.finnhub_gateway import open_gateway
+from tools.live_market import latest_price, load_live_dataset
+from tools.market_data import MarketDataset, load_dataset
+
+DEFAULT_LIVE_WATCHLIST = ["AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "TSLA", "JPM", "V", "XOM"]
 
 
 @dataclass
 class CycleResult:
     state: dict
     resumed: bool
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LiveSource:
+    """The live source for one run: Finnhub data, its specialists' provider, quotes for fills."""
+
+    gateway: object
+    dataset: MarketDataset
+    notes: list[str]
+
+    def price(self, symbol: str) -> float:
+        return latest_price(self.gateway, symbol)
+
+
+def open_live_source(settings: VoltSettings, today: date | None = None) -> LiveSource:
+    """Finnhub bars up to today for the watchlist (FINNHUB_API_KEY from the environment or .env)."""
+    gateway = open_gateway(settings.home)  # MissingApiKeyError (exit 2) names the variable
+    watchlist = settings.watchlist or DEFAULT_LIVE_WATCHLIST
+    dataset, notes = load_live_dataset(gateway, watchlist, today or date.today(), min_history=settings.min_history)
+    set_live_dataset(settings, dataset)
+    return LiveSource(gateway, dataset, notes)
 
 
 def thread_config(portfolio: str) -> dict:
@@ -52,7 +81,14 @@ def run_cycle(settings: VoltSettings, *, as_of: str | None = None,
               alt_data: AltDataProvider | None = None) -> CycleResult:
     """Run (or resume) one cycle. The caller holds the portfolio lock."""
     settings.home.mkdir(parents=True, exist_ok=True)
-    context = VoltContext(settings=settings, chat_model_factory=chat_model_factory, alt_data=alt_data)
+    live = open_live_source(settings) if settings.source == "finnhub" else None
+    context = VoltContext(
+        settings=settings,
+        chat_model_factory=chat_model_factory,
+        alt_data=alt_data or (FinnhubAltData(live.gateway) if live else None),
+        live_price=live.price if live else None,
+    )
+    notes = live.notes if live else []
     config = thread_config(settings.portfolio)
     saver = open_checkpointer(settings)
     try:
@@ -61,16 +97,18 @@ def run_cycle(settings: VoltSettings, *, as_of: str | None = None,
         pending = app.get_state(config)
         if pending.next:
             state = app.invoke(None, config, context=context, durability="sync")
-            return CycleResult(state, resumed=True)
-        dataset = load_dataset(settings.data_csv)
-        ledger = Ledger(settings.ledger_path)
-        last = ledger.last_completed_cycle(settings.portfolio)
-        day = resolve_as_of(dataset, last["as_of"] if last else None, as_of, settings.min_history)
+            return CycleResult(state, resumed=True, notes=notes)
+        dataset = market_dataset(settings)
+        last = Ledger(settings.ledger_path).last_completed_cycle(settings.portfolio)
+        last_day = last["as_of"] if last else None
+        day = live_as_of(dataset, last_day) if live else resolve_as_of(dataset, last_day, as_of, settings.min_history)
         state = app.invoke({"portfolio_id": settings.portfolio, "as_of": f"{day:%Y-%m-%d}"},
                            config, context=context, durability="sync")
-        return CycleResult(state, resumed=False)
+        return CycleResult(state, resumed=False, notes=notes)
     finally:
         saver.conn.close()
+        if live is not None:
+            live.gateway.close()
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -82,6 +120,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--top-k", type=int, metavar="K", help="candidates per cycle (default: 5; VOLT_TOP_K)")
     p.add_argument("--models", metavar="A,B", help="model chain, in order (VOLT_MODELS); empty for priors only")
     p.add_argument("--watchlist", metavar="A,B", help="symbols to consider (default: the whole data set)")
+    p.add_argument("--source", choices=["replay", "finnhub"],
+                   help="market data: the replay data set (default) or live Finnhub (needs FINNHUB_API_KEY)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of the summary")
     return p.parse_args(argv)
 
@@ -89,7 +129,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def settings_from_args(args: argparse.Namespace) -> VoltSettings:
     overrides = {
         "data_csv": args.data_csv, "portfolio": args.portfolio, "home": args.home,
-        "top_k": args.top_k, "models": args.models, "watchlist": args.watchlist,
+        "top_k": args.top_k, "models": args.models, "watchlist": args.watchlist, "source": args.source,
     }
     return VoltSettings(**{k: v for k, v in overrides.items() if v is not None})
 
@@ -98,7 +138,8 @@ def main(argv: list[str] | None = None, *, chat_model_factory: ChatModelFactory 
     args = parse_args(argv)
     try:
         settings = settings_from_args(args)
-        load_dataset(settings.data_csv)  # an unreadable CSV fails here, before anything runs
+        if settings.source == "replay":
+            load_dataset(settings.data_csv)  # an unreadable CSV fails here, before anything runs
         with portfolio_lock(settings.home, settings.portfolio):
             result = run_cycle(settings, as_of=args.as_of, chat_model_factory=chat_model_factory)
     except OperationalError as exc:
@@ -108,7 +149,7 @@ def main(argv: list[str] | None = None, *, chat_model_factory: ChatModelFactory 
         print(f"error: invalid configuration: {exc}".splitlines()[0] + " " + " ".join(str(exc).splitlines()[1:3]),
               file=sys.stderr)
         return 2
-    report = build_report(result.state, resumed=result.resumed)
+    report = build_report(result.state, resumed=result.resumed, notes=result.notes)
     print(render_json(report) if args.json else render_text(report))
     return 0
 

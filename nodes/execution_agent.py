@@ -1,7 +1,7 @@
 """ExecutionAgent: the paper broker. Fills approved orders at the next bar's open.
 
-The agents decided on day D with data up to D; the simulator fills at the open of the
-symbol's next bar (D+1), a price none of them saw, plus slippage
+The agents decided on day D with data up to D; on replay the simulator fills at the open
+of the symbol's next bar (D+1), a price none of them saw (live: at the current quote), plus slippage
 (:func:`tools.broker.slippage_fraction`) and the fee. At fill time the broker re-clips
 each order to the cash, position and gross-exposure limits at the real fill price, so
 several buys in one cycle can never overdraw cash. Sells go first to free cash.
@@ -42,6 +42,7 @@ def broker_marks(dataset: MarketDataset, symbols: list[str], as_of: pd.Timestamp
 def execution_agent(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
     settings = runtime.context.settings
     dataset = market_dataset(settings)
+    live_price = runtime.context.live_price if settings.source != "replay" else None
     ledger = Ledger(settings.ledger_path)
     portfolio, day = state["portfolio_id"], state["as_of"]
     as_of = pd.Timestamp(day)
@@ -55,10 +56,16 @@ def execution_agent(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
         started = time.perf_counter()
 
         def make_fill(account: Account, order=order, symbol=symbol, snapshot=snapshot, started=started):
-            nxt = dataset.next_bar(symbol, as_of)
-            if nxt is None:
-                return "no next bar to fill at (end of data or a data issue)"
-            fill_day, bar = nxt
+            if live_price is not None:  # live: fill at the current quote
+                try:
+                    fill_day, bar = as_of, {"open": live_price(symbol)}
+                except Exception as exc:
+                    return f"no live quote to fill at ({exc})"
+            else:
+                nxt = dataset.next_bar(symbol, as_of)
+                if nxt is None:
+                    return "no next bar to fill at (end of data or a data issue)"
+                fill_day, bar = nxt
             side, qty = order["side"], float(order["qty"])
             held = account.positions[symbol].qty if symbol in account.positions else 0.0
             avg_shares = snapshot["volume_avg20"] * dataset.volume_unit

@@ -59,6 +59,14 @@ def resolve_as_of(dataset: MarketDataset, last_completed: str | None, pinned: st
     return later[0]
 
 
+def live_as_of(dataset: MarketDataset, last_completed: str | None) -> pd.Timestamp:
+    """Live cycles decide on the latest bar (today's, from the quote) once per trading day."""
+    day = dataset.calendar[-1]
+    if last_completed and day <= pd.Timestamp(last_completed):
+        raise CycleDateError(f"the cycle for {day:%Y-%m-%d} is already complete; the next one runs after the next daily bar")
+    return day
+
+
 def prepare_cycle(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
     settings = runtime.context.settings
     portfolio = state.get("portfolio_id") or settings.portfolio
@@ -66,7 +74,11 @@ def prepare_cycle(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
     ledger = Ledger(settings.ledger_path)
     ledger.ensure_portfolio(portfolio, settings.starting_cash)
     last = ledger.last_completed_cycle(portfolio)
-    as_of = resolve_as_of(dataset, last["as_of"] if last else None, state.get("as_of"), settings.min_history)
+    last_day = last["as_of"] if last else None
+    if settings.source == "replay":
+        as_of = resolve_as_of(dataset, last_day, state.get("as_of"), settings.min_history)
+    else:
+        as_of = live_as_of(dataset, last_day)
     day = f"{as_of:%Y-%m-%d}"
     cycle_id = f"{portfolio}:{day}"
 

@@ -10,7 +10,7 @@ import pytest
 from ta.momentum import RSIIndicator
 from ta.volatility import AverageTrueRange
 
-from tools.baselines import CostModel, Simulator, run_baselines
+from tools.baselines import CostModel, Simulator, average_true_range, run_baselines
 from tools.market_data import dataset_from_frame
 
 FEE = 0.0025
@@ -119,3 +119,12 @@ def test_untradable_symbols_are_skipped():
     assert not sim.tradable[:, 1].any()
     res = sim.run("buy_and_hold", sim.want_buy_and_hold())
     assert {f["symbol"] for f in res.fills} == {"AAA"}
+
+
+def test_average_true_range_is_ta_bit_for_bit():
+    ds = frame({"AAA": [10.0 + np.sin(i / 3) * 2 + i * 0.1 for i in range(80)]})
+    bars = ds.bars["AAA"]
+    ours = average_true_range(bars["high"].to_numpy(), bars["low"].to_numpy(), bars["close"].to_numpy())
+    theirs = AverageTrueRange(bars["high"], bars["low"], bars["close"], 14).average_true_range().to_numpy()
+    assert np.array_equal(ours, theirs)
+    assert not average_true_range(np.ones(5), np.ones(5), np.ones(5)).any()  # shorter than the window: zeros

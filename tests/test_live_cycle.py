@@ -1,0 +1,73 @@
+"""``python -m graph.run --source finnhub`` end to end against a local Finnhub stand-in."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import finnhub
+import pytest
+from conftest import scripted
+
+from graph.run import main
+from tests.fake_finnhub import FakeFinnhub, default_quote
+
+KEY = "sk-LIVE-TEST-KEY-987"
+
+
+@pytest.fixture
+def fake(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    for var in ("VOLT_WATCHLIST", "VOLT_SOURCE", "VOLT_HOME", "FINNHUB_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    with FakeFinnhub(token=KEY) as server:
+        monkeypatch.setattr(finnhub.Client, "API_URL", server.base_url)
+        yield server
+
+
+def files_containing(root: Path, needle: bytes) -> list[str]:
+    return [str(p) for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]
+
+
+def test_live_cycle_trades_at_the_quote_and_never_writes_the_key(fake, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FINNHUB_API_KEY", KEY)
+    home = tmp_path / "home"
+    args = ["--source", "finnhub", "--watchlist", "AAPL,MSFT,NVDA", "--top-k", "3", "--home", str(home), "--json"]
+    assert main(args, chat_model_factory=lambda spec: scripted()) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert sorted(doc["candidates"]) == ["AAPL", "MSFT", "NVDA"]
+    assert doc["data_notes"] == []  # candles allowed on this plan
+    # the specialists had live data: SentimentAgent voted instead of abstaining
+    sentiment = [s for s in doc["signals"] if s["agent"] == "sentiment_agent"]
+    assert sentiment and all(s["source"] == "model" for s in sentiment)
+    assert all("sentiment_agent" in c["votes"] for c in doc["consensus"].values())
+    # fills at the live quote (plus slippage), dated the decision day
+    assert doc["fills"]
+    for fill in doc["fills"]:
+        assert fill["reference_price"] == pytest.approx(default_quote(fill["symbol"], 0)["c"])
+        assert fill["price"] > fill["reference_price"] and fill["fill_date"] == doc["as_of"]
+    # the server got the key, nothing VOLT wrote contains it
+    assert any(r.header_token == KEY or r.query_token == KEY for r in fake.requests)
+    assert files_containing(tmp_path, KEY.encode()) == []
+    # one live cycle per daily bar
+    assert main(args, chat_model_factory=lambda spec: scripted()) == 2
+    assert "already complete" in capsys.readouterr().err
+
+
+def test_missing_key_is_one_line_and_exit_2(fake, tmp_path, capsys):
+    assert main(["--source", "finnhub", "--home", str(tmp_path / "h"), "--models", ""]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "FINNHUB_API_KEY" in err and "\n" not in err
+
+
+def test_key_from_dotenv_and_refused_candles_say_so_once(fake, tmp_path, monkeypatch, capsys):
+    (tmp_path / ".env").write_text(f"FINNHUB_API_KEY={KEY}\n")
+    fake.refuse("stock/candle")
+    home = tmp_path / "home"
+    assert main(["--source", "finnhub", "--watchlist", "AAPL,MSFT", "--home", str(home), "--models", ""]) == 0
+    out = capsys.readouterr().out
+    notes = [line for line in out.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "candles" in notes[0]
+    # with only today's quote there is too little history: DATA errors, never a trade
+    assert "too little history" in out and "orders: none" in out
+    assert files_containing(home, KEY.encode()) == []
