@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sqlite3
 import sys
+import time
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -19,8 +20,9 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 
 from graph.builder import graph as studio_graph
 from graph.context import ChatModelFactory, VoltContext
-from graph.errors import OperationalError
+from graph.errors import CycleDateError, DataError, OperationalError
 from graph.report import build_report, render_json, render_text
+from graph.secrets import finnhub_api_key
 from graph.settings import VoltSettings
 from memory.ledger import Ledger
 from memory.run_lock import portfolio_lock
@@ -30,7 +32,8 @@ from tools.data_source import market_dataset, set_live_dataset
 from tools.finnhub_alt_data import FinnhubAltData
 from tools.finnhub_gateway import open_gateway
 from tools.live_market import latest_price, load_live_dataset
-from tools.market_data import MarketDataset, load_dataset
+from tools.market_data import MarketDataset, SymbolIssue, load_dataset
+from tools.trade_stream import TradeStream
 
 DEFAULT_LIVE_WATCHLIST = ["AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "TSLA", "JPM", "V", "XOM"]
 
@@ -49,18 +52,31 @@ class LiveSource:
     gateway: object
     dataset: MarketDataset
     notes: list[str]
+    settings: VoltSettings
+    stream: TradeStream | None = None
 
     def price(self, symbol: str) -> float:
-        return latest_price(self.gateway, symbol)
+        """The quote a fill uses; a stale feed or quote is a DataError, never an old price."""
+        if self.stream is not None and self.stream.is_stale(symbol, max_age_s=self.settings.stale_after_s):
+            raise DataError(symbol, f"stale feed: no trade in the last {self.settings.stale_after_s:.0f}s")
+        return latest_price(self.gateway, symbol, max_age_s=self.settings.stale_after_s)
 
 
-def open_live_source(settings: VoltSettings, today: date | None = None) -> LiveSource:
-    """Finnhub bars up to today for the watchlist (FINNHUB_API_KEY from the environment or .env)."""
+def open_live_source(settings: VoltSettings, today: date | None = None, stream: TradeStream | None = None) -> LiveSource:
+    """Finnhub bars up to today for the watchlist (FINNHUB_API_KEY from the environment or .env).
+
+    With a running trade stream, its bars fill in where the plan refuses candles, and a
+    symbol whose feed went quiet is marked stale: a DATA error this cycle, not a trade."""
     gateway = open_gateway(settings.home)  # MissingApiKeyError (exit 2) names the variable
     watchlist = settings.watchlist or DEFAULT_LIVE_WATCHLIST
-    dataset, notes = load_live_dataset(gateway, watchlist, today or date.today(), min_history=settings.min_history)
+    dataset, notes = load_live_dataset(gateway, watchlist, today or date.today(), min_history=settings.min_history,
+                                       stream=stream)
+    if stream is not None:
+        for symbol in stream.stale_symbols(max_age_s=settings.stale_after_s):
+            dataset.issues[symbol] = SymbolIssue(
+                symbol, f"stale feed: no trade in the last {settings.stale_after_s:.0f}s", None)
     set_live_dataset(settings, dataset)
-    return LiveSource(gateway, dataset, notes)
+    return LiveSource(gateway, dataset, notes, settings, stream)
 
 
 def thread_config(portfolio: str) -> dict:
@@ -78,10 +94,10 @@ def open_checkpointer(settings: VoltSettings) -> SqliteSaver:
 
 def run_cycle(settings: VoltSettings, *, as_of: str | None = None,
               chat_model_factory: ChatModelFactory | None = None,
-              alt_data: AltDataProvider | None = None) -> CycleResult:
+              alt_data: AltDataProvider | None = None, stream: TradeStream | None = None) -> CycleResult:
     """Run (or resume) one cycle. The caller holds the portfolio lock."""
     settings.home.mkdir(parents=True, exist_ok=True)
-    live = open_live_source(settings) if settings.source == "finnhub" else None
+    live = open_live_source(settings, stream=stream) if settings.source == "finnhub" else None
     context = VoltContext(
         settings=settings,
         chat_model_factory=chat_model_factory,
@@ -122,6 +138,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--watchlist", metavar="A,B", help="symbols to consider (default: the whole data set)")
     p.add_argument("--source", choices=["replay", "finnhub"],
                    help="market data: the replay data set (default) or live Finnhub (needs FINNHUB_API_KEY)")
+    p.add_argument("--loop", type=float, metavar="SECONDS",
+                   help="keep running: a cycle, then wait SECONDS (live: the trade stream runs in between)")
+    p.add_argument("--cycles", type=int, metavar="N", help="with --loop: stop after N cycles")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of the summary")
     return p.parse_args(argv)
 
@@ -134,12 +153,53 @@ def settings_from_args(args: argparse.Namespace) -> VoltSettings:
     return VoltSettings(**{k: v for k, v in overrides.items() if v is not None})
 
 
+def run_loop(settings: VoltSettings, args: argparse.Namespace, chat_model_factory: ChatModelFactory | None) -> int:
+    """Cycles until Ctrl-C, ``--cycles``, or (replay) the end of the data. The caller holds the lock.
+
+    Live: a trade stream for the watchlist runs the whole time, feeding the bar builder and
+    the stale-feed check; a cycle runs when a new daily bar exists, else the loop waits."""
+    stream = None
+    if settings.source == "finnhub":
+        stream = TradeStream(finnhub_api_key(), settings.watchlist or DEFAULT_LIVE_WATCHLIST,
+                             url=settings.finnhub_ws_url, stale_after_s=settings.stale_after_s)
+        stream.start()
+    done, waiting = 0, False
+    try:
+        while args.cycles is None or done < args.cycles:
+            try:
+                result = run_cycle(settings, chat_model_factory=chat_model_factory, stream=stream)
+            except CycleDateError as exc:
+                if settings.source == "replay":
+                    print(f"loop finished: {exc}", file=sys.stderr)
+                    return 0
+                if not waiting:
+                    print(f"waiting: {exc}", file=sys.stderr, flush=True)
+                waiting = True
+            else:
+                waiting = False
+                done += 1
+                report = build_report(result.state, resumed=result.resumed, notes=result.notes)
+                print(render_json(report) if args.json else render_text(report) + "\n", flush=True)
+            if args.cycles is not None and done >= args.cycles:
+                break
+            time.sleep(args.loop)
+    except KeyboardInterrupt:
+        print(f"stopped after {done} cycle(s)", file=sys.stderr)
+    finally:
+        if stream is not None:
+            stream.stop()
+    return 0
+
+
 def main(argv: list[str] | None = None, *, chat_model_factory: ChatModelFactory | None = None) -> int:
     args = parse_args(argv)
     try:
         settings = settings_from_args(args)
         if settings.source == "replay":
             load_dataset(settings.data_csv)  # an unreadable CSV fails here, before anything runs
+        if args.loop is not None:
+            with portfolio_lock(settings.home, settings.portfolio):
+                return run_loop(settings, args, chat_model_factory)
         with portfolio_lock(settings.home, settings.portfolio):
             result = run_cycle(settings, as_of=args.as_of, chat_model_factory=chat_model_factory)
     except OperationalError as exc:

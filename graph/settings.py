@@ -23,6 +23,8 @@ class VoltSettings(BaseSettings):
     home: Path = Field(default=Path(".volt"), description="Data directory (ledger, checkpoints).")
     portfolio: str = Field(default="main", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     source: Literal["replay", "finnhub"] = Field(default="replay", description="Replay data, or live Finnhub.")
+    stale_after_s: float = Field(default=900.0, gt=0, description="Live: an older price is stale (no trade).")
+    finnhub_ws_url: str = Field(default="wss://ws.finnhub.io", description="Live trade stream.")
     data_csv: Path | None = Field(default=None, description="Own CSV instead of the embedded set.")
     watchlist: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Symbols to consider; empty means the whole data set."

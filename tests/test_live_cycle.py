@@ -71,3 +71,39 @@ def test_key_from_dotenv_and_refused_candles_say_so_once(fake, tmp_path, monkeyp
     # with only today's quote there is too little history: DATA errors, never a trade
     assert "too little history" in out and "orders: none" in out
     assert files_containing(home, KEY.encode()) == []
+
+
+def test_stale_feed_symbol_is_neither_decided_on_nor_filled(fake, tmp_path, monkeypatch):
+    import time as _time
+
+    from graph.run import run_cycle
+    from graph.settings import VoltSettings
+    from tools.trade_stream import LiveBarBuilder, TradeStream
+
+    monkeypatch.setenv("FINNHUB_API_KEY", KEY)
+    builder = LiveBarBuilder()
+    now_ms = int(_time.time() * 1000)
+    builder.add_trade("AAPL", 101.0, 10, now_ms)  # a live feed for AAPL; MSFT never traded
+    stream = TradeStream(KEY, ["AAPL", "MSFT"], url="ws://127.0.0.1:9", builder=builder)  # not started
+    settings = VoltSettings(home=tmp_path / "home", source="finnhub", watchlist=["AAPL", "MSFT"], models=["m1"],
+                            top_k=2, stale_after_s=600)
+    state = run_cycle(settings, chat_model_factory=lambda s: scripted(), stream=stream).state
+    assert state["candidates"] == ["AAPL"]
+    [err] = [e for e in state["data_errors"] if e["symbol"] == "MSFT"]
+    assert "stale feed" in err["message"]
+    assert [f["symbol"] for f in state["fills"]] == ["AAPL"]
+
+
+def test_replay_loop_runs_cycles_until_told_or_the_data_ends(tmp_path, settings_for, capsys):
+    from conftest import synthetic_frame
+
+    path = tmp_path / "short.csv"
+    synthetic_frame({"AAA": 0.2, "BBB": 0.1}, days=53).to_csv(path, index=False)  # 3 tradable days
+    home = tmp_path / "home"
+    assert main(["--data-csv", str(path), "--home", str(home), "--models", "", "--loop", "0", "--cycles", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("VOLT cycle ") == 2
+    assert main(["--data-csv", str(path), "--home", str(home), "--models", "", "--loop", "0"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.count("VOLT cycle ") == 1  # the third and last tradable day
+    assert "loop finished: replay finished" in captured.err
