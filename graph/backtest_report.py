@@ -208,7 +208,7 @@ def charts(summary: dict) -> dict[str, bytes]:
         ax.set_title("Consensus vote weight per agent (agent graph with learning)")
         ax.set_ylabel("weight")
         style_axis(ax)
-        ax.legend(loc="best", fontsize=8, framealpha=0.9, ncol=min(4, len(agents)))
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)  # off the lines
         out["weights"] = _figure_png(fig)
         plt.close(fig)
     return out
