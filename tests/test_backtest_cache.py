@@ -176,3 +176,33 @@ def test_rerun_makes_no_model_call_and_gives_identical_results(market_csv, tmp_p
     assert third["strategies"]["agents"]["llm"]["cache_hits"] == 0
     assert third["series"]["equity"] == first["series"]["equity"]
     close_store(cache_path)
+
+
+def test_production_ollama_path_is_cached(market_csv, tmp_path, monkeypatch):
+    """ChatOllama (no injected factory) against the local stand-in: the re-run sends no chat request."""
+    import json as _json
+
+    from conftest import AGENTS, default_answer
+    from fake_ollama import FakeOllama
+
+    def answer(model, body):
+        system, user = body["messages"][0]["content"], body["messages"][1]["content"]
+        agent = next(name for prefix, name in AGENTS.items() if system.startswith(prefix))
+        evidence = _json.loads(user.split("\n", 1)[1])
+        return default_answer(agent, evidence["symbol"], evidence)
+
+    cache_path = tmp_path / "cache.sqlite"
+    results = []
+    with FakeOllama(["tiny:latest"], answer) as server:
+        monkeypatch.setenv("OLLAMA_HOST", server.host)
+        for name in ("first", "second"):
+            before = len([r for r in server.requests if "messages" in r])
+            cfg = BacktestConfig(data_csv=str(market_csv), symbols=["AAA"], models=["tiny"], top_k=1,
+                                 cache_path=str(cache_path), frozen_baseline=False, end="2020-03-11")
+            summary = run_backtest(cfg, tmp_path / name, reports=False)
+            results.append((summary, len([r for r in server.requests if "messages" in r]) - before))
+    (first, first_chats), (second, second_chats) = results
+    assert first_chats > 0 and first["strategies"]["agents"]["llm"]["model_calls"] == first_chats
+    assert second_chats == 0 and second["strategies"]["agents"]["llm"]["cache_hits"] == first_chats
+    assert second["series"]["equity"] == first["series"]["equity"]
+    close_store(cache_path)
