@@ -114,6 +114,9 @@ def run_cycle(settings: VoltSettings, *, as_of: str | None = None,
         if pending.next:
             state = app.invoke(None, config, context=context, durability="sync")
             return CycleResult(state, resumed=True, notes=notes)
+        # The previous cycle is complete and fully recorded in the ledger and the learning
+        # store; dropping its checkpoints keeps the file at about one cycle's size.
+        saver.delete_thread(config["configurable"]["thread_id"])
         dataset = market_dataset(settings)
         last = Ledger(settings.ledger_path).last_completed_cycle(settings.portfolio)
         last_day = last["as_of"] if last else None

@@ -115,6 +115,22 @@ class SituationMemory:
         return out
 
 
+_memories: dict[tuple[str, str], SituationMemory] = {}
+
+
+def memory_for(home: Path, portfolio: str) -> SituationMemory:
+    """One wrapper per data directory and portfolio for the whole process (building one
+    costs about 0.2 s: a collection lookup and the langchain-chroma setup)."""
+    key = (str(Path(home).resolve()), portfolio)
+    with _clients_lock:
+        found = _memories.get(key)
+    if found is None:
+        found = SituationMemory(home, portfolio)
+        with _clients_lock:
+            _memories.setdefault(key, found)
+    return found
+
+
 def summarize(neighbours: list[Neighbour], horizon: int) -> dict:
     """Compact evidence: "5 similar setups: BUY was right 2/5, mean 5-day return -1.2%"."""
     if not neighbours:

@@ -96,9 +96,9 @@ def learning_agent(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
     llm_calls = lessons = stored = 0
     memory = None
     if settings.learning:
-        from memory.situation_memory import SituationMemory  # deferred: Chroma import is heavy
+        from memory.situation_memory import memory_for  # deferred: Chroma import is heavy
 
-        memory = SituationMemory(settings.home, portfolio)
+        memory = memory_for(settings.home, portfolio)
         situations = []
         for u in updates:
             if u["agent"] != "strategy_agent":
