@@ -99,8 +99,14 @@ AGENT_PREFIXES = {
     "You are StrategyAgent": "strategy",
     "You are RiskAgent": "risk",
     "You are AuditorAgent": "auditor",
+    "You are MacroAgent": "macro",
+    "You are SentimentAgent": "sentiment",
+    "You are ForexAgent": "forex",
+    "You are LearningAgent": "learning",
 }
-LLM_NODES = frozenset({"market_agent", "strategy_agent", "risk_agent", "auditor_agent"})
+LLM_NODES = frozenset({"market_agent", "strategy_agent", "risk_agent", "auditor_agent", "macro_agent",
+                       "sentiment_agent", "forex_agent"})
+BUY_ANSWERED = frozenset({"market", "strategy", "risk", "auditor"})
 # (key, label, counts toward the additive split): ms per cycle, in report order
 COMPONENTS = (
     ("total", "TOTAL cycle wall time", False),
@@ -304,7 +310,8 @@ class BenchChatModel(BaseChatModel):
     def _answer(self, messages: list[BaseMessage]) -> ChatResult:
         agent = _agent_of(messages)
         evidence = json.loads(str(messages[1].content).split("\n", 1)[1])
-        body = evidence["quantitative_prior"] if self.answers == "prior" else _buy_answer(agent, evidence)
+        buy = self.answers == "buy" and agent in BUY_ANSWERED
+        body = _buy_answer(agent, evidence) if buy else evidence["quantitative_prior"]
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=json.dumps(body)))])
 
 
