@@ -148,6 +148,7 @@ def test_grammar_schema_bounds_free_text_only():
     assert local_model.grammar_schema(MarketView.model_json_schema())["properties"]["rationale"]["maxLength"] == local_model.GRAMMAR_MAX_STRING
 
 
+@pytest.mark.local_llm
 @needs_llama_cpp
 def test_an_unloadable_gguf_is_a_failed_attempt_then_the_prior(market_csv, settings_for, tmp_path):
     bad = tmp_path / "broken.gguf"
