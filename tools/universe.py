@@ -42,17 +42,20 @@ def select_candidates(
     min_history: int = 50,
 ) -> UniverseSelection:
     universe = sorted(set(watchlist) if watchlist else set(dataset.symbols))
+    end = dataset.calendar.searchsorted(as_of, side="right")
+    # bars per symbol up to D in one vectorized pass (the panel has a column per clean symbol)
+    counts = dataset.close_panel.iloc[:end].notna().sum().to_dict()
     if not watchlist:
         # Symbols not listed yet (no bar up to D, no issue up to D) are not part of that day's market.
-        universe = [s for s in universe if dataset.bar_count(s, as_of) or _issue_by(dataset, s, as_of)]
-    errors = [e for s in universe if (e := dataset.data_error(s, as_of, min_history)) is not None]
+        universe = [s for s in universe if counts.get(s, 0) or _issue_by(dataset, s, as_of)]
+    errors = [e for s in universe if (counts.get(s, 0) < min_history or s in dataset.issues)
+              and (e := dataset.data_error(s, as_of, min_history)) is not None]
     bad = {e.symbol for e in errors}
     for symbol in held:
         if symbol not in universe and (e := dataset.data_error(symbol, as_of, min_history)):
             errors.append(e)
             bad.add(symbol)
 
-    end = dataset.calendar.searchsorted(as_of, side="right")
     closes = dataset.close_panel.iloc[:end]
     volumes = dataset.volume_panel.iloc[:end]
     cols = [s for s in universe if s not in bad and s in closes.columns]
