@@ -35,12 +35,17 @@ class Resolution:
 
 def resolve(dataset: MarketDataset, symbol: str, predicted_on: str, horizon: int, now: pd.Timestamp) -> Resolution | None:
     """What happened ``horizon`` bars after ``predicted_on``, seen from ``now``; None if not yet known."""
-    bars = dataset.history(symbol, now)
-    after = bars.iloc[bars.index.searchsorted(pd.Timestamp(predicted_on), side="right") :]
-    if len(after) < horizon:
+    frame = dataset.bars.get(symbol)
+    if frame is None:
         return None
-    entry, exit_ = float(after["open"].iloc[0]), float(after["close"].iloc[horizon - 1])
-    return Resolution(entry, exit_, f"{after.index[horizon - 1]:%Y-%m-%d}", exit_ / entry - 1.0)
+    dates = frame.index
+    first_after = dates.searchsorted(pd.Timestamp(predicted_on), side="right")
+    known = dates.searchsorted(now, side="right")  # bars dated on or before now: all that may be read
+    if known - first_after < horizon:
+        return None
+    last = first_after + horizon - 1
+    entry, exit_ = float(frame["open"].iat[first_after]), float(frame["close"].iat[last])
+    return Resolution(entry, exit_, f"{dates[last]:%Y-%m-%d}", exit_ / entry - 1.0)
 
 
 def is_hit(signal: float, realized_return: float, hold_band: float = HOLD_BAND) -> bool:
