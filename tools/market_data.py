@@ -108,9 +108,6 @@ class MarketDataset:
         frame = self.bars.get(symbol)
         return frame is not None and date in frame.index
 
-    def trading_day(self, when: str | pd.Timestamp) -> pd.Timestamp | None:
-        ts = pd.Timestamp(when).normalize()
-        return ts if ts in self.calendar else None
 
 
 _EMPTY_BARS = pd.DataFrame(
