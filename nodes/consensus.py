@@ -19,7 +19,7 @@ from memory.message_log import MessageType, message
 VOTERS = ("market_agent", "strategy_agent", "sentiment_agent", "forex_agent")
 _RESULT_KEY = {"market_agent": "market", "strategy_agent": "strategy", "sentiment_agent": "sentiment",
                "forex_agent": "forex"}
-_DIRECTION = {"BULLISH": 1.0, "BEARISH": -1.0, "NEUTRAL": 0.0, "BUY": 1.0, "SELL": -1.0, "HOLD": 0.0}
+DIRECTION = {"BULLISH": 1.0, "BEARISH": -1.0, "NEUTRAL": 0.0, "BUY": 1.0, "SELL": -1.0, "HOLD": 0.0}
 
 
 def weighted_vote(votes: dict[str, float], weights: dict[str, float], threshold: float) -> tuple[str, float]:
@@ -32,9 +32,11 @@ def weighted_vote(votes: dict[str, float], weights: dict[str, float], threshold:
 def consensus(state: CandidateState, runtime: Runtime[VoltContext]) -> dict:
     settings = runtime.context.settings
     thresholds = state.get("thresholds") or {}
-    calls = {a: (_direction_and_conviction(state.get(k)), k) for a, k in _RESULT_KEY.items()}
     # abstentions (no data) are left out of the vote, not counted as HOLD
-    present = {a: dc for a, (dc, _k) in calls.items() if dc is not None}
+    present = {}  # agent -> (direction, conviction)
+    for agent, key in _RESULT_KEY.items():
+        if (call := agent_call(state.get(key))) is not None:
+            present[agent] = call[1:]
     weights = {a: state["weights"].get(a, 1.0) for a in present}
     # below its (learned) confidence threshold an agent's call counts as no vote
     votes = {a: (d * c if c >= thresholds.get(a, 0.0) else 0.0) for a, (d, c) in present.items()}
@@ -44,7 +46,7 @@ def consensus(state: CandidateState, runtime: Runtime[VoltContext]) -> dict:
         "action": action,
         "score": round(score, 6),
         "confidence": round(abs(score), 6),
-        "votes": {a: {"vote": round(v, 6), "weight": weights[a], "source": state[calls[a][1]]["source"],
+        "votes": {a: {"vote": round(v, 6), "weight": weights[a], "source": state[_RESULT_KEY[a]]["source"],
                       "threshold": thresholds.get(a, 0.0)} for a, v in votes.items()},
         "abstained": sorted(a for a in VOTERS if a not in present),
         "size_pct": signal["size_pct"] if signal["size_pct"] > 0 else settings.default_size_pct,
@@ -57,14 +59,15 @@ def consensus(state: CandidateState, runtime: Runtime[VoltContext]) -> dict:
     return {"consensus": result, "agent_messages": [msg]}
 
 
-def _direction_and_conviction(result: dict | None) -> tuple[float, float] | None:
-    """(direction in -1/0/+1, conviction in 0..1) of an agent's result; None if it abstained."""
+def agent_call(result: dict | None) -> tuple[str, float, float] | None:
+    """(label, direction in -1/0/+1, conviction in 0..1) of a voting agent's result
+    (market, strategy, sentiment, forex); None if it abstained."""
     if not result or result.get("abstained") or not result.get("output"):
         return None
     out = result["output"]
     label = out.get("direction") or out.get("action") or out.get("sentiment")
     conviction = out.get("strength", out.get("confidence", 0.0))
-    return _DIRECTION[label], float(conviction)
+    return label, DIRECTION[label], float(conviction)
 
 
 def route_after_consensus(state: CandidateState) -> str:

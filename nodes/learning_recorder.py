@@ -16,10 +16,10 @@ from graph.context import VoltContext
 from graph.state import CycleState
 from memory.learning_store import LearningStore
 from memory.ledger import Ledger
+from nodes.consensus import DIRECTION, agent_call
 from tools.data_source import market_dataset
 from tools.situation_features import market_condition, situation_features
 
-DIRECTION = {"BULLISH": 1.0, "BEARISH": -1.0, "NEUTRAL": 0.0, "BUY": 1.0, "SELL": -1.0, "HOLD": 0.0}
 REVIEW_CONVICTION = 0.5
 
 
@@ -46,19 +46,11 @@ def _predictions(state: CycleState, horizon: int) -> list[dict]:
                 "confidence": round(float(confidence), 6), "signal": round(float(signal), 6),
             })
 
-        if m := d.get("market"):
-            o = m["output"]
-            add("market_agent", m, o["direction"], o["strength"], DIRECTION[o["direction"]] * o["strength"])
-        for agent, key in (("sentiment_agent", "sentiment"), ("forex_agent", "forex")):
-            r = d.get(key)
-            if r and not r.get("abstained"):
-                o = r["output"]
-                label = o.get("sentiment") or o.get("direction")
-                conviction = o.get("confidence", o.get("strength", 0.0))
-                add(agent, r, label, conviction, DIRECTION[label] * conviction)
-        if s := d.get("strategy"):
-            o = s["output"]
-            add("strategy_agent", s, o["action"], o["confidence"], DIRECTION[o["action"]] * o["confidence"])
+        for agent, key in (("market_agent", "market"), ("sentiment_agent", "sentiment"),
+                           ("forex_agent", "forex"), ("strategy_agent", "strategy")):
+            if (call := agent_call(d.get(key))) is not None:
+                label, direction, conviction = call
+                add(agent, d[key], label, conviction, direction * conviction)
         c = d.get("consensus")
         if c:
             add("consensus", None, c["action"], c["confidence"], c["score"])
