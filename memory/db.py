@@ -208,7 +208,7 @@ MIGRATIONS: list[str] = [
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    """Open (and migrate) the database. One short-lived connection per unit of work."""
+    """Open (and migrate) the database. Callers use :func:`open_db`, which reuses it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=30, isolation_level=None)
     conn.row_factory = sqlite3.Row

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from memory.db import connect, open_db
+from memory.db import open_db
 from tools.portfolio import Account, Position, apply_fill
 
 
@@ -85,8 +85,8 @@ class Ledger:
         (or previously booked) fill, or the reason.
         """
         oid = order_id(portfolio, as_of, symbol)
-        conn = connect(self.path)
-        try:
+        # open_db rolls back a transaction left open by an exception
+        with open_db(self.path) as conn:
             conn.execute("BEGIN IMMEDIATE")
             existing = conn.execute("SELECT * FROM fills WHERE order_id=?", (oid,)).fetchone()
             if existing is not None:
@@ -131,12 +131,6 @@ class Ledger:
                 )
             conn.execute("COMMIT")
             return fill
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        finally:
-            conn.close()
 
     def recent_fills(self, portfolio: str, limit: int = 10, symbol: str | None = None) -> list[dict]:
         sql = "SELECT * FROM fills WHERE portfolio=?"

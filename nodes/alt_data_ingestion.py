@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
 from langgraph.runtime import Runtime
 from langgraph.types import Overwrite
@@ -78,6 +77,3 @@ def gather_alt_data(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
                                                        "unavailable": unavailable},
             "attempts": {"macro": 0}, "macro": None, "llm_calls": Overwrite(0)}
 
-
-def finite(x) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and np.isfinite(x)

@@ -18,7 +18,7 @@ from graph.settings import VoltSettings
 from graph.state import CandidateState
 from memory.message_log import MessageType
 from nodes.agent_node import LLMAgent
-from nodes.alt_data_ingestion import finite
+from tools.alt_data import finite
 
 BAND = 0.15
 

@@ -9,6 +9,7 @@ News text is untrusted input: :func:`clean_headline` keeps it as short, printabl
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Protocol
 
@@ -58,6 +59,11 @@ class ReplayAltData:
 
     def unavailable(self) -> list[str]:
         return ["news", "news_sentiment", "insider_sentiment", "recommendations", "forex", "crypto"]
+
+
+def finite(x) -> bool:
+    """A real number (not bool, NaN or inf): provider payloads may hold anything."""
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def is_forex_pair(symbol: str) -> bool:
