@@ -243,7 +243,7 @@ def install_instrumentation() -> list[str]:
     graph.builder.StateGraph = TimedStateGraph
     # The runner compiles the graph once per process (at import); recompile it here with
     # timed nodes. That one-time compile is outside every measured cycle.
-    graph.run.studio_graph = graph.builder.build_graph().compile(name="volt")
+    graph.run.cycle_graph = graph.builder.build_graph(checkpoint_candidates=False).compile(name="volt")
     for name, key in (("select_candidates", "prep:select"), ("indicator_snapshot", "prep:indicators")):
         fn = getattr(nodes.prepare_cycle, name, None)
         if callable(fn):

@@ -223,13 +223,13 @@ ProgressFn = Callable[[str, int, int, str, float], None]
 
 def _checkpointed_state(settings: VoltSettings) -> dict | None:
     """The latest checkpointed cycle state of the backtest thread (for a day not recorded)."""
-    from graph.run import open_checkpointer, studio_graph, thread_config
+    from graph.run import cycle_graph, open_checkpointer, thread_config
 
     if not settings.checkpoint_path.exists():
         return None
     saver = open_checkpointer(settings)
     try:
-        snap = studio_graph.copy(update={"checkpointer": saver}).get_state(thread_config(settings.portfolio))
+        snap = cycle_graph.copy(update={"checkpointer": saver}).get_state(thread_config(settings.portfolio))
         return dict(snap.values) if snap and snap.values else None
     finally:
         saver.conn.close()

@@ -20,11 +20,20 @@ Candidate subgraph (one per symbol, in parallel)::
 (*) an LLM node whose conditional self-edge retries with the next model in the chain and
 ends with the quantitative prior. Sentiment and forex abstain without a model call when
 they have no data (replay), and the consensus leaves them out.
+
+Checkpoints: Studio's export checkpoints every candidate step (inspect any of them there).
+``graph.run`` builds with ``checkpoint_candidates=False``: it checkpoints the cycle's steps
+and each finished candidate, not the steps inside one, so a killed cycle re-analyses only
+the candidates that were in flight. Per-step saves from 10-15 parallel branches through one
+SQLite connection cost a third of a replayed cycle's time.
 """
 
 from __future__ import annotations
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import Runtime
 
 from graph.context import VoltContext
 from graph.state import CandidateOutput, CandidateState, CycleInput, CycleState
@@ -81,14 +90,36 @@ def _route_risk(state: CandidateState) -> str:
     return "retry" if risk_agent.route(state) == "retry" else route_after_risk(state)
 
 
-def build_graph() -> StateGraph:
+def unsaved_candidate_node(subgraph: CompiledStateGraph):
+    """The candidate subgraph as a node that runs without checkpoints.
+
+    The subgraph runs as its own thread (``<cycle_id>:<symbol>``) with the parent's tracing
+    callbacks, tags, metadata and recursion limit. Its own thread id is what keeps the
+    parent's checkpoint settings out: under the parent's ``durability="sync"``, LangGraph 1.2
+    fails a subgraph compiled with ``checkpointer=False`` (it waits for a save never made)."""
+
+    def analyze_candidate(state: CandidateState, runtime: Runtime[VoltContext], config: RunnableConfig) -> dict:
+        own: RunnableConfig = {key: config[key] for key in ("callbacks", "tags", "metadata", "recursion_limit")
+                               if key in config}
+        own["configurable"] = {"thread_id": f"{state['cycle_id']}:{state['symbol']}"}
+        return subgraph.invoke(state, own, context=runtime.context)
+
+    return analyze_candidate
+
+
+def build_graph(*, checkpoint_candidates: bool = True) -> StateGraph:
+    """The cycle graph; ``checkpoint_candidates=False`` for runs (see the module docstring)."""
     g = StateGraph(CycleState, context_schema=VoltContext, input_schema=CycleInput)
     g.add_node("prepare_cycle", prepare_cycle)
     g.add_node("learning_agent", learning_agent)
     g.add_node("gather_alt_data", gather_alt_data)
     # an LLMAgent's __call__ is annotated with CandidateState; this one reads the cycle state
     g.add_node("macro_agent", macro_agent, input_schema=CycleState)
-    g.add_node("analyze_candidate", build_candidate_graph().compile())
+    if checkpoint_candidates:
+        g.add_node("analyze_candidate", build_candidate_graph().compile())
+    else:
+        subgraph = build_candidate_graph().compile(checkpointer=False, name="analyze_candidate")
+        g.add_node("analyze_candidate", unsaved_candidate_node(subgraph), input_schema=CandidateState)
     g.add_node("execution_agent", execution_agent)
     g.add_node("portfolio_manager", portfolio_manager)
     g.add_node("learning_recorder", learning_recorder)

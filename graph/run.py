@@ -18,7 +18,7 @@ from datetime import date
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from graph.builder import graph as studio_graph
+from graph.builder import build_graph
 from graph.context import ChatModelFactory, VoltContext
 from graph.errors import CycleDateError, DataError, OperationalError
 from graph.report import build_report, render_json, render_text
@@ -79,6 +79,12 @@ def open_live_source(settings: VoltSettings, today: date | None = None, stream: 
     return LiveSource(gateway, dataset, notes, settings, stream)
 
 
+# The graph runs compile once per process: checkpoints per cycle step and per finished
+# candidate (graph.builder explains why not per candidate step); the checkpointer is attached
+# per run.
+cycle_graph = build_graph(checkpoint_candidates=False).compile(name="volt")
+
+
 def thread_config(portfolio: str) -> dict:
     return {"configurable": {"thread_id": f"portfolio:{portfolio}"}, "recursion_limit": 200}
 
@@ -108,8 +114,7 @@ def run_cycle(settings: VoltSettings, *, as_of: str | None = None,
     config = thread_config(settings.portfolio)
     saver = open_checkpointer(settings)
     try:
-        # The Studio export, compiled once at import, with this run's checkpointer attached.
-        app = studio_graph.copy(update={"checkpointer": saver})
+        app = cycle_graph.copy(update={"checkpointer": saver})
         pending = app.get_state(config)
         if pending.next:
             state = app.invoke(None, config, context=context, durability="sync")

@@ -7,6 +7,7 @@ that a resumed cycle rewrites nothing twice (``INSERT OR IGNORE`` on stable ids)
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,11 +56,27 @@ class LearningStore:
             )
             return conn.total_changes - before
 
-    def pending(self, portfolio: str, before: str) -> list[dict]:
+    def pending(self, portfolio: str, before: str, *,
+                made_before: Callable[[int], str | None] | None = None) -> list[dict]:
+        """Unresolved predictions made before ``before``, oldest first.
+
+        ``made_before(h)``: a date such that only a prediction of horizon ``h`` made before
+        it can have its ``h`` bars by now (None: none can). The others are not read, so a
+        cycle skips the four days of predictions that are still waiting for their bars."""
+        sql = "SELECT * FROM agent_predictions WHERE portfolio=? AND resolved=0 AND as_of < ?"
+        args: list = [portfolio, before]
         with open_db(self.path) as conn:
-            rows = conn.execute(
-                "SELECT * FROM agent_predictions WHERE portfolio=? AND resolved=0 AND as_of < ? ORDER BY as_of, agent, symbol",
-                (portfolio, before)).fetchall()
+            if made_before is not None:
+                clauses = []
+                for (horizon,) in conn.execute(
+                        "SELECT DISTINCT horizon FROM agent_predictions WHERE portfolio=? AND resolved=0", (portfolio,)):
+                    if (cutoff := made_before(horizon)) is not None:
+                        clauses.append("(horizon=? AND as_of < ?)")
+                        args += [horizon, cutoff]
+                if not clauses:
+                    return []
+                sql += " AND (" + " OR ".join(clauses) + ")"
+            rows = conn.execute(sql + " ORDER BY as_of, agent, symbol", args).fetchall()
         return [_row(r) for r in rows]
 
     def resolve(self, updates: list[dict], conn) -> None:

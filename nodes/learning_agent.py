@@ -34,7 +34,7 @@ from nodes.agent_node import chat_model
 from nodes.llm_call import ModelAttemptError, call_structured
 from prompts import load_prompt
 from tools.data_source import market_dataset
-from tools.outcomes import brier_loss, is_hit, resolve, update_weight
+from tools.outcomes import brier_loss, first_unresolvable_day, is_hit, resolve, update_weight
 from tools.situation_features import situation_features
 
 
@@ -81,7 +81,7 @@ def learning_agent(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
 
     # 1. outcome tracking
     updates: list[dict] = []
-    for p in store.pending(portfolio, before=day):
+    for p in store.pending(portfolio, before=day, made_before=lambda h: first_unresolvable_day(dataset, now, h)):
         r = resolve(dataset, p["symbol"], p["as_of"], p["horizon"], now)
         if r is None:
             continue

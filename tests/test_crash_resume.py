@@ -55,3 +55,24 @@ def test_killed_cycle_resumes_without_double_fills(mode, market_csv, settings_fo
     # The next run is a new cycle on the next day, not a replay of the resumed one.
     following = run_cycle(settings, chat_model_factory=lambda spec: scripted())
     assert following.resumed is False and following.state["as_of"] > state["as_of"]
+
+
+def test_runs_checkpoint_cycle_steps_and_finished_candidates_not_candidate_steps(market_csv, settings_for):
+    """A run saves the cycle's steps and each finished candidate's result (what resuming
+    needs) but not the steps inside a candidate; Studio's export still shows those."""
+    import sqlite3
+
+    from graph.builder import graph as studio_graph
+
+    settings = settings_for(market_csv, top_k=3)
+    state = run_cycle(settings, chat_model_factory=lambda spec: scripted()).state
+    conn = sqlite3.connect(settings.checkpoint_path)
+    try:
+        namespaces = {ns for (ns,) in conn.execute("SELECT DISTINCT checkpoint_ns FROM checkpoints")}
+        finished = conn.execute("SELECT COUNT(DISTINCT task_id) FROM writes "
+                                "WHERE task_path LIKE '~__pregel_push%' AND channel='decisions'").fetchone()[0]
+    finally:
+        conn.close()
+    assert namespaces == {""}
+    assert finished == len(state["candidates"]) == 3
+    assert "analyze_candidate:auditor_agent" in studio_graph.get_graph(xray=True).nodes

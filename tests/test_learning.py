@@ -17,7 +17,7 @@ from memory.learning_store import LearningStore
 from memory.situation_memory import SituationMemory, summarize
 from memory.weights import read_weights
 from tools.market_data import load_dataset
-from tools.outcomes import brier_loss, is_hit, resolve, update_weight
+from tools.outcomes import brier_loss, first_unresolvable_day, is_hit, resolve, update_weight
 from tools.situation_features import FEATURES
 
 
@@ -50,6 +50,33 @@ def test_resolution_waits_for_the_horizon_and_reads_only_up_to_now(market_csv):
     # what happens after "now" cannot change the answer
     later = resolve(ds, "AAA", f"{day:%Y-%m-%d}", 5, now=cal[70])
     assert later == r
+
+
+def test_predictions_not_yet_due_are_not_read(market_csv, tmp_path):
+    ds = load_dataset(market_csv)
+    cal = ds.calendar
+    now = cal[60]
+    cutoff = first_unresolvable_day(ds, now, 5)
+    assert cutoff == f"{cal[56]:%Y-%m-%d}"
+    assert first_unresolvable_day(ds, cal[3], 5) is None  # not five bars in the data yet
+    # the cutoff never skips a prediction that resolve() could resolve, and is tight
+    for h in (1, 5, 12):
+        cut = first_unresolvable_day(ds, now, h)
+        for day in cal[30:61]:
+            resolvable = resolve(ds, "AAA", f"{day:%Y-%m-%d}", h, now) is not None
+            assert resolvable == (f"{day:%Y-%m-%d}" < cut), (h, day)
+
+    store = LearningStore(tmp_path / "volt.db")
+    rows = [{"prediction_id": f"p{i}:{h}", "portfolio": "main", "cycle_id": f"main:{day:%Y-%m-%d}",
+             "agent": "market_agent", "source": "prior", "symbol": "AAA", "as_of": f"{day:%Y-%m-%d}", "action": "BUY",
+             "confidence": 0.6, "signal": 0.6, "features": {}, "horizon": h, "filled_qty": 0.0,
+             "profile_version": 0}
+            for h in (2, 5) for i, day in enumerate(cal[50:60])]
+    store.record_predictions(rows)
+    due = store.pending("main", f"{now:%Y-%m-%d}", made_before=lambda h: first_unresolvable_day(ds, now, h))
+    assert {(p["horizon"], p["as_of"]) for p in due} == {(r["horizon"], r["as_of"]) for r in rows
+                                                         if r["as_of"] < first_unresolvable_day(ds, now, r["horizon"])}
+    assert len(due) == 9 + 6 and len(store.pending("main", f"{now:%Y-%m-%d}")) == 20
 
 
 def test_scoring_and_weight_update():

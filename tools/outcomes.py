@@ -48,6 +48,17 @@ def resolve(dataset: MarketDataset, symbol: str, predicted_on: str, horizon: int
     return Resolution(entry, exit_, f"{dates[last]:%Y-%m-%d}", exit_ / entry - 1.0)
 
 
+def first_unresolvable_day(dataset: MarketDataset, now: pd.Timestamp, horizon: int) -> str | None:
+    """The first day whose predictions cannot have ``horizon`` bars by ``now`` (YYYY-MM-DD).
+
+    The calendar holds every symbol's dates, so a prediction made on or after this day
+    has fewer than ``horizon`` calendar bars after it, and :func:`resolve` would return
+    None. None when no prediction can be resolved yet (not that many bars up to ``now``)."""
+    cal = dataset.calendar
+    i = int(cal.searchsorted(now, side="right")) - horizon
+    return f"{cal[i]:%Y-%m-%d}" if i >= 0 else None
+
+
 def is_hit(signal: float, realized_return: float, hold_band: float = HOLD_BAND) -> bool:
     if signal > 0:
         return realized_return > 0
