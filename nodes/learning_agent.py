@@ -137,11 +137,10 @@ def learning_agent(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
     # 4. recall similar past situations for each candidate
     from memory.situation_memory import summarize
 
-    memories = {}
-    for symbol in state["candidates"]:
-        found = memory.similar(situation_features(state["snapshots"][symbol]), before=day, k=settings.memory_k,
-                               max_distance=settings.memory_max_distance) if memory else []
-        memories[symbol] = summarize(found, settings.horizon_days)
+    symbols = state["candidates"]
+    found = memory.similar_many([situation_features(state["snapshots"][s]) for s in symbols], before=day,
+                                k=settings.memory_k, max_distance=settings.memory_max_distance) if memory else []
+    memories = {s: summarize(found[i] if found else [], settings.horizon_days) for i, s in enumerate(symbols)}
 
     # 5. agent profiles in force this cycle
     profiles = (store.profiles(portfolio, default_profiles(settings)) if settings.learning

@@ -13,7 +13,7 @@ from ta.trend import MACD, ADXIndicator, SMAIndicator
 from ta.volatility import AverageTrueRange, BollingerBands
 from ta.volume import VolumeWeightedAveragePrice
 
-from tools.indicators import compute_indicators, indicator_snapshot
+from tools.indicators import _window_stats, compute_indicators, indicator_series, indicator_snapshot
 from tools.market_data import dataset_from_frame
 
 N = 120
@@ -195,3 +195,157 @@ def test_snapshot_of_dataset_history_is_point_in_time(bars):
     snap = indicator_snapshot("XYZ", dataset.history("XYZ", as_of))
     assert snap["date"] == f"{as_of:%Y-%m-%d}"
     assert snap == indicator_snapshot("XYZ", bars.iloc[:70].rename_axis("date"))
+
+
+# The pandas implementation indicator_snapshot had before it read bars through numpy, kept
+# verbatim as the reference: the faster one must return the same dict, bit for bit.
+def _reference_series_row(series, bars):
+    n = len(bars)
+    if series is None or n > len(series) or series.index[0] != bars.index[0] or series.index[n - 1] != bars.index[-1]:
+        return None
+    return series.iloc[n - 1]
+
+
+def reference_snapshot(symbol, bars, series=None):
+    if len(bars) < 2:
+        raise ValueError(f"only {len(bars)} bars")
+    last = _reference_series_row(series, bars)
+    if last is None:
+        try:
+            ind = compute_indicators(bars)
+        except (IndexError, ZeroDivisionError) as exc:
+            raise ValueError(f"indicators not computable on {len(bars)} bars ({type(exc).__name__})") from exc
+        last = ind.iloc[-1]
+    bar = bars.iloc[-1]
+    close = float(bar["close"])
+    vol20 = float(bars["volume"].iloc[-20:].mean())
+    window20 = bars.iloc[-20:]
+    ref = float(bars["close"].iloc[-21]) if len(bars) > 20 else float(bars["close"].iloc[0])
+    ref5 = float(bars["close"].iloc[-6]) if len(bars) > 5 else float(bars["close"].iloc[0])
+    vol_std20 = float(bars["volume"].iloc[-20:].std(ddof=0))
+    snap = {
+        "symbol": symbol,
+        "date": f"{bars.index[-1]:%Y-%m-%d}",
+        "bars": len(bars),
+        "open": float(bar["open"]),
+        "high": float(bar["high"]),
+        "low": float(bar["low"]),
+        "close": close,
+        "prev_close": float(bars["close"].iloc[-2]),
+        "volume": float(bar["volume"]),
+        "volume_avg20": vol20,
+        "volume_ratio": float(bar["volume"]) / vol20 if vol20 > 0 else 0.0,
+        "high20": float(window20["high"].max()),
+        "low20": float(window20["low"].min()),
+        "return_20d": close / ref - 1.0,
+        "return_5d": close / ref5 - 1.0,
+        "volume_z20": (float(bar["volume"]) - vol20) / vol_std20 if vol_std20 > 0 else 0.0,
+        **{k: float(v) for k, v in last.items()},
+    }
+    snap["atr_pct"] = snap["atr14"] / close
+    snap["change_pct"] = close / snap["prev_close"] - 1.0
+    bad = [k for k, v in snap.items() if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        raise ValueError(f"indicator(s) not computable: {', '.join(bad)}")
+    return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in snap.items()}
+
+
+def outcome(snapshot, *args, **kwargs):
+    """The snapshot as its repr (key order, types and every float bit show), or the error."""
+    try:
+        return repr(snapshot(*args, **kwargs))
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def assert_same_as_reference(symbol, bars, series=None):
+    expected = outcome(reference_snapshot, symbol, bars, series=series)
+    assert outcome(indicator_snapshot, symbol, bars, series=series) == expected, (symbol, len(bars))
+    return expected
+
+
+def test_snapshot_equals_the_pandas_reference_on_the_embedded_data():
+    from graph.settings import VoltSettings
+    from tools.data_source import market_dataset
+
+    dataset = market_dataset(VoltSettings(models=[]))
+    symbols = sorted(dataset.bars)[::max(1, len(dataset.bars) // 30)][:30]
+    outcomes = []
+    for i, symbol in enumerate(symbols):
+        series = indicator_series(dataset, symbol)
+        for j, day in enumerate(dataset.calendar[50::7]):
+            history = dataset.history(symbol, day)
+            outcomes.append(assert_same_as_reference(symbol, history, series))
+            if i % 4 == 0 and j % 4 == 0:  # recomputing the indicators is slow: a sample
+                assert_same_as_reference(symbol, history)
+    snapshots = [o for o in outcomes if o.startswith("{")]
+    assert len(set(snapshots)) > 600  # distinct snapshots (a delisted symbol repeats its last)
+
+
+def _with(frame, column, at, value):
+    frame = frame.copy()
+    frame.iloc[at, frame.columns.get_loc(column)] = value
+    return frame
+
+
+@pytest.mark.parametrize("case", [
+    "plain", "nan_volume_in_window", "nan_high_in_window", "nan_low_in_window", "nan_close_last",
+    "inf_volume", "zero_volumes", "flat_prices", "int_volume", "extra_text_column",
+])
+@pytest.mark.parametrize("numpy_stats", [True, False])  # False: as when bottleneck is installed
+def test_snapshot_equals_the_pandas_reference_on_odd_bars(bars, case, numpy_stats, monkeypatch):
+    monkeypatch.setattr("tools.indicators._NUMPY_STATS_MATCH_PANDAS", numpy_stats)
+    b = bars.iloc[:70]
+    b = {
+        "plain": b,
+        "nan_volume_in_window": _with(b, "volume", -5, np.nan),  # pandas skips it: still a snapshot
+        "nan_high_in_window": _with(b, "high", -3, np.nan),
+        "nan_low_in_window": _with(b, "low", -19, np.nan),
+        "nan_close_last": _with(b, "close", -1, np.nan),
+        "inf_volume": _with(b, "volume", -2, np.inf),
+        "zero_volumes": b.assign(volume=0.0),
+        "flat_prices": b.assign(open=10.0, high=10.0, low=10.0, close=10.0),
+        "int_volume": b.assign(volume=b["volume"].astype("int64")),
+        "extra_text_column": b.assign(note="x"),
+    }[case]
+    with np.errstate(all="ignore"):
+        own = compute_indicators(b)
+        clean = compute_indicators(bars.iloc[:70])  # finite indicators: the bar facts decide
+        for n in (2, 5, 20, 21, 49, 50, 70):
+            assert_same_as_reference("XYZ", b.iloc[:n])
+            assert_same_as_reference("XYZ", b.iloc[:n], own)
+            last = assert_same_as_reference("XYZ", b.iloc[:n], clean)
+    if case not in {"nan_close_last", "inf_volume", "flat_prices"}:
+        assert last.startswith("{"), last  # a snapshot: pandas skipped any NaN in the window
+
+
+
+def test_window_stats_are_bit_identical_to_pandas():
+    """Unrounded, on values whose sums round differently in a different order."""
+    rng = np.random.default_rng(3)
+    for n in (2, 7, 19, 20, 21, 64):
+        b = pd.DataFrame(rng.lognormal(10, 2, (n, 3)) * rng.choice([1e-3, 1.0, 1e6], (n, 3)),
+                         columns=["volume", "high", "low"])
+        v = b.to_numpy()
+        w = b.iloc[-20:]
+        expected = (w["volume"].mean(), w["volume"].std(ddof=0), w["high"].max(), w["low"].min())
+        assert _window_stats(b, v[:, 0], v[:, 1], v[:, 2]) == tuple(map(float, expected)), n
+
+@pytest.mark.parametrize("n", [0, 1])
+def test_snapshot_too_few_bars_same_error_as_reference(bars, n):
+    assert assert_same_as_reference("XYZ", bars.iloc[:n], compute_indicators(bars)) == f"ValueError: only {n} bars"
+
+
+
+@pytest.mark.parametrize("column", ["open", "high", "low", "close", "volume"])
+def test_snapshot_missing_column_same_error_as_reference(bars, column):
+    b = bars.iloc[:60]
+    for series in (None, compute_indicators(b)):
+        assert assert_same_as_reference("XYZ", b.drop(columns=column), series) == f"KeyError: '{column}'"
+
+def test_snapshot_ignores_a_series_that_does_not_match_the_bars(bars):
+    other = make_bars(seed=1)
+    shifted = compute_indicators(bars.iloc[1:])  # starts a bar later: not a prefix match
+    for series in (compute_indicators(other.iloc[:40]), shifted, compute_indicators(bars.iloc[:59])):
+        snap = assert_same_as_reference("XYZ", bars.iloc[:60], series)
+        assert snap == repr(indicator_snapshot("XYZ", bars.iloc[:60]))

@@ -8,10 +8,12 @@ ahead.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import threading
 import weakref
 
+import numpy as np
 import pandas as pd
 from ta.momentum import RSIIndicator, StochasticOscillator
 from ta.trend import MACD, ADXIndicator, SMAIndicator
@@ -84,12 +86,37 @@ def indicator_series(dataset: MarketDataset, symbol: str) -> pd.DataFrame | None
     return series
 
 
-def _series_row(series: pd.DataFrame | None, bars: pd.DataFrame) -> pd.Series | None:
+def _row(frame: pd.DataFrame, i: int) -> dict[str, float]:
+    """Row ``i`` of ``frame`` as ``{column: float}``, read via numpy (a row Series is slow)."""
+    return dict(zip(frame.columns.tolist(), map(float, frame.to_numpy()[i].tolist()), strict=True))
+
+
+def _series_row(series: pd.DataFrame | None, bars: pd.DataFrame) -> dict[str, float] | None:
     """The row of ``series`` for the last of ``bars`` when ``bars`` is its prefix, else None."""
     n = len(bars)
     if series is None or n > len(series) or series.index[0] != bars.index[0] or series.index[n - 1] != bars.index[-1]:
         return None
-    return series.iloc[n - 1]
+    return _row(series, n - 1)
+
+
+# With no NaN to skip, pandas' Series.mean/std/max/min on float64 run these same numpy
+# reductions (pairwise sum / n, two-pass variance), so numpy gives the same bits far faster.
+# Not with bottleneck installed: pandas then takes std from it (naive summation).
+_NUMPY_STATS_MATCH_PANDAS = importlib.util.find_spec("bottleneck") is None
+
+
+def _window_stats(
+    bars: pd.DataFrame, volumes: np.ndarray, highs: np.ndarray, lows: np.ndarray
+) -> tuple[float, float, float, float]:
+    """Mean and population std of the last 20 volumes, max of the last 20 highs, min of the lows."""
+    # (the three are columns of one array, so they share its dtype)
+    if _NUMPY_STATS_MATCH_PANDAS and volumes.dtype == np.float64:
+        stats = (volumes[-20:].mean(), volumes[-20:].std(), highs[-20:].max(), lows[-20:].min())
+        if not any(map(math.isnan, stats)):  # NaN: pandas skips NaN bars, numpy does not
+            return tuple(map(float, stats))
+    window20 = bars.iloc[-20:]
+    return (float(window20["volume"].mean()), float(window20["volume"].std(ddof=0)),
+            float(window20["high"].max()), float(window20["low"].min()))
 
 
 def indicator_snapshot(symbol: str, bars: pd.DataFrame, series: pd.DataFrame | None = None) -> dict:
@@ -100,40 +127,42 @@ def indicator_snapshot(symbol: str, bars: pd.DataFrame, series: pd.DataFrame | N
     Raises ``ValueError`` naming the indicator when any value is not finite (too little
     or degenerate history), so the caller can report a DATA error instead of trading.
     """
-    if len(bars) < 2:
-        raise ValueError(f"only {len(bars)} bars")
+    n = len(bars)
+    if n < 2:
+        raise ValueError(f"only {n} bars")
     last = _series_row(series, bars)
     if last is None:
         try:
             ind = compute_indicators(bars)
         except (IndexError, ZeroDivisionError) as exc:  # ta fails this way on very short series
-            raise ValueError(f"indicators not computable on {len(bars)} bars ({type(exc).__name__})") from exc
-        last = ind.iloc[-1]
-    bar = bars.iloc[-1]
-    close = float(bar["close"])
-    vol20 = float(bars["volume"].iloc[-20:].mean())
-    window20 = bars.iloc[-20:]
-    ref = float(bars["close"].iloc[-21]) if len(bars) > 20 else float(bars["close"].iloc[0])
-    ref5 = float(bars["close"].iloc[-6]) if len(bars) > 5 else float(bars["close"].iloc[0])
-    vol_std20 = float(bars["volume"].iloc[-20:].std(ddof=0))
+            raise ValueError(f"indicators not computable on {n} bars ({type(exc).__name__})") from exc
+        last = _row(ind, -1)
+    # One 2-D array (a view when all columns are float64) rather than a pandas object per
+    # value read. Columns in the order the pandas version first read them: same KeyError.
+    values, column = bars.to_numpy(), bars.columns.get_loc
+    closes, volumes, opens, highs, lows = (values[:, column(c)] for c in ("close", "volume", "open", "high", "low"))
+    vol20, vol_std20, high20, low20 = _window_stats(bars, volumes, highs, lows)
+    close, volume = float(closes[-1]), float(volumes[-1])
+    ref = float(closes[-21]) if n > 20 else float(closes[0])
+    ref5 = float(closes[-6]) if n > 5 else float(closes[0])
     snap = {
         "symbol": symbol,
         "date": f"{bars.index[-1]:%Y-%m-%d}",
-        "bars": len(bars),
-        "open": float(bar["open"]),
-        "high": float(bar["high"]),
-        "low": float(bar["low"]),
+        "bars": n,
+        "open": float(opens[-1]),
+        "high": float(highs[-1]),
+        "low": float(lows[-1]),
         "close": close,
-        "prev_close": float(bars["close"].iloc[-2]),
-        "volume": float(bar["volume"]),
+        "prev_close": float(closes[-2]),
+        "volume": volume,
         "volume_avg20": vol20,
-        "volume_ratio": float(bar["volume"]) / vol20 if vol20 > 0 else 0.0,
-        "high20": float(window20["high"].max()),
-        "low20": float(window20["low"].min()),
+        "volume_ratio": volume / vol20 if vol20 > 0 else 0.0,
+        "high20": high20,
+        "low20": low20,
         "return_20d": close / ref - 1.0,
         "return_5d": close / ref5 - 1.0,
-        "volume_z20": (float(bar["volume"]) - vol20) / vol_std20 if vol_std20 > 0 else 0.0,
-        **{k: float(v) for k, v in last.items()},
+        "volume_z20": (volume - vol20) / vol_std20 if vol_std20 > 0 else 0.0,
+        **last,
     }
     snap["atr_pct"] = snap["atr14"] / close
     snap["change_pct"] = close / snap["prev_close"] - 1.0

@@ -48,6 +48,12 @@ class MarketDataset:
     volume_unit: float = 1.0  # shares per volume unit (100 for the embedded set)
     close_panel: pd.DataFrame = field(init=False, repr=False)
     volume_panel: pd.DataFrame = field(init=False, repr=False)
+    # numpy copies of the panels for tools.universe (see __post_init__)
+    column_of: dict[str, int] = field(init=False, repr=False, compare=False)
+    symbol_closes: np.ndarray = field(init=False, repr=False, compare=False)
+    symbol_volumes: np.ndarray = field(init=False, repr=False, compare=False)
+    closes_seen: np.ndarray = field(init=False, repr=False, compare=False)
+    bar_rows: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Wide panels make the cross-sectional universe ranking one vectorized pass.
@@ -57,6 +63,17 @@ class MarketDataset:
         self.volume_panel = pd.DataFrame({s: b["volume"] for s, b in self.bars.items()}).reindex(
             self.calendar
         )
+        # Plain arrays, so the per-day ranking over ~500 symbols skips pandas indexing (speed).
+        # One row per symbol (in panel column order), one column per calendar day.
+        self.column_of = {s: j for j, s in enumerate(self.close_panel.columns)}
+        self.symbol_closes = np.ascontiguousarray(self.close_panel.to_numpy(dtype=float).T)
+        self.symbol_volumes = np.ascontiguousarray(self.volume_panel.to_numpy(dtype=float).T)
+        present = ~np.isnan(self.symbol_closes)
+        # closes_seen[d, j]: symbol j's bars (non-NaN closes) in calendar[:d]
+        self.closes_seen = np.zeros((len(self.calendar) + 1, len(self.column_of)), dtype=np.int64)
+        np.cumsum(present.T, axis=0, out=self.closes_seen[1:])
+        # bar_rows[j, i]: calendar row of symbol j's i-th bar (i < its bar count)
+        self.bar_rows = np.argsort(~present, axis=1, kind="stable")
 
     @property
     def symbols(self) -> list[str]:

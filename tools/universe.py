@@ -41,10 +41,14 @@ def select_candidates(
     watchlist: list[str] | None = None,
     min_history: int = 50,
 ) -> UniverseSelection:
-    universe = sorted(set(watchlist) if watchlist else set(dataset.symbols))
-    end = dataset.calendar.searchsorted(as_of, side="right")
-    # bars per symbol up to D in one vectorized pass (the panel has a column per clean symbol)
-    counts = dataset.close_panel.iloc[:end].notna().sum().to_dict()
+    # Runs once per simulated day over ~500 symbols, so the panel work is on the dataset's
+    # precomputed numpy arrays (row j = the symbol with column_of[symbol] == j): pandas
+    # indexing cost ~10x more than the arithmetic.
+    universe = sorted(set(watchlist)) if watchlist else dataset.symbols  # symbols: sorted, unique
+    end = int(dataset.calendar.searchsorted(as_of, side="right"))
+    column = dataset.column_of
+    seen = dataset.closes_seen[end]  # bars per symbol up to D (a column per clean symbol)
+    counts = {s: int(seen[column[s]]) for s in universe if s in column}
     if not watchlist:
         # Symbols not listed yet (no bar up to D, no issue up to D) are not part of that day's market.
         universe = [s for s in universe if counts.get(s, 0) or _issue_by(dataset, s, as_of)]
@@ -56,24 +60,25 @@ def select_candidates(
             errors.append(e)
             bad.add(symbol)
 
-    closes = dataset.close_panel.iloc[:end]
-    volumes = dataset.volume_panel.iloc[:end]
-    cols = [s for s in universe if s not in bad and s in closes.columns]
+    cols = [s for s in universe if s not in bad and s in column]
     scores: dict[str, float] = {}
     if cols and end > 0:
-        today = closes[cols].iloc[-1]
-        cols = [s for s in cols if pd.notna(today[s])]  # a bar on D
+        rows = np.array([column[s] for s in cols], dtype=np.intp)
+        today = dataset.symbol_closes[rows, end - 1]
+        on_day = ~np.isnan(today)  # a bar on D
+        cols = [s for s, ok in zip(cols, on_day, strict=True) if ok]
+        rows, today = rows[on_day], today[on_day]
         if cols:
-            vol = volumes[cols]
-            surge = np.log(vol.iloc[-5:].mean() / vol.iloc[-50:].mean())
-            momentum = closes[cols].iloc[-1] / _close_bars_back(closes[cols], 20) - 1.0
-            frame = pd.DataFrame({"surge": surge, "momentum": momentum}).replace(
-                [np.inf, -np.inf], np.nan
-            ).dropna()
-            if not frame.empty:
-                z = (frame - frame.mean()) / frame.std(ddof=0).replace(0, 1.0)
-                score = (0.5 * z["surge"] + 0.5 * z["momentum"]).fillna(0.0)
-                scores = {s: round(float(v), 4) for s, v in score.items()}
+            vol = dataset.symbol_volumes[rows, max(0, end - 50):end]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                surge = np.log(_mean(vol[:, -5:]) / _mean(vol))
+                momentum = today / _close_bars_back(dataset, rows, end, 20) - 1.0
+            finite = np.isfinite(surge) & np.isfinite(momentum)  # NaN/inf dropped
+            if finite.any():
+                score = 0.5 * _z(surge[finite]) + 0.5 * _z(momentum[finite])
+                score[np.isnan(score)] = 0.0
+                kept = [s for s, ok in zip(cols, finite, strict=True) if ok]
+                scores = {s: round(v, 4) for s, v in zip(kept, score.tolist(), strict=True)}
     ranked = sorted(scores, key=lambda s: (-scores[s], s))
     candidates = ranked[:k]
     for symbol in sorted(held):
@@ -87,14 +92,27 @@ def _issue_by(dataset: MarketDataset, symbol: str, as_of: pd.Timestamp) -> bool:
     return issue is not None and (issue.from_date is None or issue.from_date <= as_of)
 
 
-def _close_bars_back(closes: pd.DataFrame, bars: int) -> pd.Series:
-    """Per symbol, the close ``bars`` of its own bars before its last (gaps skipped); NaN if short."""
-    values = closes.to_numpy()
+# _mean and _z reproduce pandas' DataFrame.mean()/.std(ddof=0) exactly: the same sums over
+# the same contiguous runs (numpy's pairwise summation), so rounded scores never differ.
+
+
+def _mean(values: np.ndarray) -> np.ndarray:
+    """Per row, the mean of the non-NaN values; NaN for a row without any."""
     present = ~np.isnan(values)
-    # rank of each row counted from the end, per column: 1 = the symbol's last bar
-    from_end = present[::-1].cumsum(axis=0)[::-1]
-    hit = present & (from_end == bars + 1)
-    rows = hit.argmax(axis=0)
-    found = hit.any(axis=0)
-    picked = values[rows, np.arange(values.shape[1])]
-    return pd.Series(np.where(found, picked, np.nan), index=closes.columns)
+    with np.errstate(invalid="ignore"):
+        return np.where(present, values, 0.0).sum(axis=1) / present.sum(axis=1)
+
+
+def _z(values: np.ndarray) -> np.ndarray:
+    """z-scores with the population std (ddof=0); a std of 0 counts as 1."""
+    mean = values.sum() / len(values)
+    std = np.sqrt(((mean - values) ** 2).sum() / len(values))
+    return (values - mean) / (std if std != 0 else 1.0)
+
+
+def _close_bars_back(dataset: MarketDataset, rows: np.ndarray, end: int, bars: int) -> np.ndarray:
+    """Per symbol row, the close ``bars`` of its own bars before its last bar up to ``end``
+    (gaps skipped); NaN if it has fewer."""
+    back = dataset.closes_seen[end, rows] - 1 - bars  # 0-based index among the symbol's bars
+    picked = dataset.symbol_closes[rows, dataset.bar_rows[rows, np.maximum(back, 0)]]
+    return np.where(back >= 0, picked, np.nan)
