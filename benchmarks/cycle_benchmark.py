@@ -38,8 +38,8 @@ than the cycle's wall time. The split therefore uses per-thread CPU time
   subclass swapped in for ``graph.run.SqliteSaver``.
 - ``fake LLM``: inside the fake model's ``_generate``.
 - ``graph overhead``: process CPU time minus all of the above: LangGraph/LangChain work
-  outside node bodies (scheduling, channels and reducers, ``Send`` fan-out, subgraph loops,
-  thread pool) and ``run_cycle``'s own setup (``build_graph().compile()``, ``get_state``).
+  outside node bodies (scheduling, channels and reducers, ``Send`` fan-out, subgraph loops
+  including the ``analyze_candidate`` node that runs them, thread pool) and ``run_cycle``'s own setup (``build_graph().compile()``, ``get_state``).
 - ``off-CPU``: wall minus process CPU time: waiting on I/O (SQLite fsync on commit, in the
   checkpointer and the ledger) or idle; negative when threads overlapped on 2+ cores.
 
@@ -346,7 +346,10 @@ def cycle_row(state: dict, wall_s: float, cpu_s: float) -> dict[str, Any]:
         return k.startswith("node:") and k[5:] in LLM_NODES
 
     def is_other(k: str) -> bool:
-        return k.startswith("node:") and k[5:] not in LLM_NODES and k != "node:prepare_cycle"
+        # analyze_candidate's own time (nested nodes excluded) is the candidate subgraph's
+        # scheduling: graph overhead, as it was when the subgraph was a node by itself
+        return (k.startswith("node:") and k[5:] not in LLM_NODES
+                and k not in ("node:prepare_cycle", "node:analyze_candidate"))
 
     prep = group(cpu, lambda k: k == "node:prepare_cycle" or k.startswith("prep:"))
     agent = group(cpu, is_agent) + cpu.get("llm:invoke", 0.0)
