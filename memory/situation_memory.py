@@ -103,7 +103,7 @@ class SituationMemory:
         return len(situations)
 
     def count(self) -> int:
-        return self.store._collection.count()
+        return self.collection.count()
 
     def similar(self, features: dict[str, float], *, before: str, k: int = 5,
                 max_distance: float = DEFAULT_MAX_DISTANCE) -> list[Neighbour]:

@@ -140,7 +140,8 @@ def learning_agent(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
     symbols = state["candidates"]
     found = memory.similar_many([situation_features(state["snapshots"][s]) for s in symbols], before=day,
                                 k=settings.memory_k, max_distance=settings.memory_max_distance) if memory else []
-    memories = {s: summarize(found[i] if found else [], settings.horizon_days) for i, s in enumerate(symbols)}
+    memories = {s: summarize(near, settings.horizon_days)
+                for s, near in zip(symbols, found or [[]] * len(symbols), strict=True)}
 
     # 5. agent profiles in force this cycle
     profiles = (store.profiles(portfolio, default_profiles(settings)) if settings.learning
