@@ -147,11 +147,16 @@ def market_csv(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def settings_for(tmp_path: Path, monkeypatch):
-    """Settings on a private data directory; environment variables cannot leak in."""
+def clean_env(monkeypatch):
+    """No VOLT_* or OLLAMA_HOST variable of the machine running the tests leaks in."""
     for key in list(__import__("os").environ):
         if key.startswith("VOLT_") or key == "OLLAMA_HOST":
             monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture
+def settings_for(tmp_path: Path, clean_env):
+    """Settings on a private data directory; environment variables cannot leak in."""
 
     def make(csv: Path, **kw) -> VoltSettings:
         base = {"home": tmp_path / "home", "data_csv": csv, "models": ["m1"], "top_k": 3}

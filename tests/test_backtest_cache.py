@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 
 import pytest
@@ -23,12 +22,7 @@ from memory.response_cache import (
     with_response_cache,
 )
 
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    for key in list(os.environ):
-        if key.startswith("VOLT_") or key == "OLLAMA_HOST":
-            monkeypatch.delenv(key, raising=False)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 class CountingModel(BaseChatModel):

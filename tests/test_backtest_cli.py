@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
 from graph.backtest import main
 
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    for key in list(os.environ):
-        if key.startswith("VOLT_") or key == "OLLAMA_HOST":
-            monkeypatch.delenv(key, raising=False)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def test_parallel_replays_match_sequential_ones(market_csv, tmp_path, monkeypatch, capsys):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 
 import numpy as np
@@ -20,11 +19,7 @@ from tools.market_data import load_dataset
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    for key in list(os.environ):
-        if key.startswith("VOLT_") or key == "OLLAMA_HOST":
-            monkeypatch.delenv(key, raising=False)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def test_indicator_series_rows_equal_point_in_time_indicators(market_csv):

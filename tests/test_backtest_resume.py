@@ -17,11 +17,7 @@ HELPER = Path(__file__).with_name("backtest_crash_helper.py")
 END = "2020-03-13"  # 4 decision days on the 60-bar synthetic data
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    for key in list(os.environ):
-        if key.startswith("VOLT_") or key == "OLLAMA_HOST":
-            monkeypatch.delenv(key, raising=False)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 @pytest.fixture(scope="module")
