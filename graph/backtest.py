@@ -42,6 +42,7 @@ from graph.settings import VoltSettings
 from memory.ledger import Ledger
 from memory.response_cache import CacheStats, open_store
 from memory.run_lock import portfolio_lock
+from tools.market import DataOptions
 from tools.market_data import MarketDataset, load_dataset
 
 PORTFOLIO = "backtest"
@@ -430,8 +431,8 @@ def run_backtest(cfg: BacktestConfig | None, out: Path, *, resume: bool = False,
     out = Path(out)
     cfg, state_dir, resumed = prepare_out(out, cfg, resume=resume, restart=restart)
     started = time.perf_counter()
-    dataset = load_dataset(cfg.data_csv)
     base = run_settings(cfg, out, "agents", state_dir)
+    dataset = load_dataset(cfg.data_csv, DataOptions.from_settings(base))  # the nodes' data set (same cache key)
     plan = plan_days(dataset, cfg.start, cfg.end, base.min_history)
     runs = [r for r in RUNS if r == "agents" or cfg.frozen_baseline]
     if "learning" not in VoltSettings.model_fields and "agents_frozen" in runs:

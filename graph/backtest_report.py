@@ -97,6 +97,8 @@ def build_summary(*, cfg, out: Path, state_dir: str, dataset, plan, runs: list[s
         "period": {"first_decision": f"{plan.days[0]:%Y-%m-%d}", "last_decision": f"{plan.days[-1]:%Y-%m-%d}",
                    "days": n_days, "last_fill": _next_day(dataset, plan.days[-1])},
         "notes": list(plan.notes),
+        # splits detected (and back-adjusted) and outlier bars rejected, one line each
+        "data_adjustments": _data_adjustments(dataset, list(cfg.symbols) or None),
         "resumed": resumed,
         "starting_cash": starting_cash,
         "state_dir": str(out / state_dir),
@@ -120,6 +122,11 @@ def build_summary(*, cfg, out: Path, state_dir: str, dataset, plan, runs: list[s
         "trades": trades,
     }
     return summary
+
+
+def _data_adjustments(dataset, symbols: list[str] | None) -> list[str]:
+    notes = getattr(dataset, "adjustment_notes", None)
+    return list(notes(symbols)) if notes is not None else []
 
 
 def _weight_columns(rows: list[dict]) -> dict[str, list]:
@@ -291,6 +298,9 @@ def render_text(summary: dict) -> str:
             lines.append(f"max drawdown {m['label']}: {m['max_drawdown']:.2%} from {m['max_drawdown_peak']} to "
                          f"{m['max_drawdown_trough']}, " + (f"recovered {m['max_drawdown_recovery']}"
                                                              if m["max_drawdown_recovery"] else "not recovered"))
+    adjustments = summary.get("data_adjustments") or []
+    if adjustments:
+        lines += ["", f"data adjustments ({len(adjustments)}):", *(f"  {n}" for n in adjustments)]
     lines += ["", _llm_line(summary)]
     t = summary["timing"]
     if t.get("graph_s"):
@@ -328,6 +338,9 @@ def render_html(summary: dict, images: dict[str, bytes]) -> str:
         f"<td>{t['slippage_pct']:.3%}</td><td>{t['fee']:.4f}</td><td>{t['realized_pnl']:+.4f}</td></tr>"
         for t in summary["trades"])
     notes = "".join(f"<li>{e(n)}</li>" for n in summary["notes"])
+    adjustments = summary.get("data_adjustments") or []
+    adjusted = ("".join(f"<li>{e(n)}</li>" for n in adjustments) if adjustments
+                else "<li>none: no split detected, no bar rejected</li>")
     cfg = summary["config"]
     models = "priors only (no model)" if cfg.get("models") == [] else (", ".join(cfg["models"]) if cfg.get("models")
                                                                          else "VOLT_MODELS / default chain")
@@ -360,6 +373,10 @@ Sharpe, Sortino and volatility from daily returns, 252 days a year. Win rate and
 <h2>Equity</h2>{img('equity', 'equity curves')}
 <h2>Drawdown</h2>{img('drawdown', 'drawdown curves')}
 <h2>Agent weights</h2>{img('weights', 'consensus weights over time') or '<p>no weights recorded</p>'}
+<h2>Data adjustments ({len(adjustments)})</h2>
+<p class="meta">Splits detected in the bars (prices before them back-adjusted; positions held through one
+keep their value) and bars rejected as data issues (no fill, no mark, no peak).</p>
+<ul class="meta">{adjusted}</ul>
 <h2>Trades of the agent graph ({len(summary['trades'])})</h2>
 <div class="trades"><table><tr><th>decided</th><th>filled</th><th>symbol</th><th>side</th><th>qty</th><th>open</th>
 <th>price</th><th>slippage</th><th>fee</th><th>realized</th></tr>{trade_rows}</table></div>

@@ -68,3 +68,37 @@ class PortfolioBusyError(OperationalError):
 
 class CycleDateError(OperationalError):
     """The requested as-of date cannot be traded for this portfolio."""
+
+
+class StorageError(OperationalError):
+    """A data file or directory VOLT cannot use: halt with one line naming the file and what
+    to do (exit 2). Raised at the storage boundaries (``memory.db``, the checkpointer, the
+    situation memory, the data directory) before anything is written to the ledger.
+
+    ``kind`` says what is wrong: ``damaged`` (not a database, malformed), ``read-only``,
+    ``full`` (disk or quota), ``not-a-directory``, ``busy`` (locked past the timeout) or
+    ``unavailable`` (any other I/O failure). ``path`` is the file or directory concerned.
+    """
+
+    category = ErrorCategory.DATA
+
+    def __init__(self, message: str, *, path: object = None, kind: str = "unavailable"):
+        super().__init__(message)
+        self.path = path
+        self.kind = kind
+
+
+def settings_error_line(exc: Exception) -> str:
+    """One line for invalid settings, naming the variable: pydantic's ``ValidationError``
+    lists each field on several lines; the first problem is enough to fix and rerun."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return f"invalid configuration: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+    first = errors()[0]
+    field = ".".join(str(p) for p in first.get("loc", ())) or "settings"
+    name = field.split(".")[0]
+    variable = "OLLAMA_HOST" if name == "ollama_host" else f"VOLT_{name.upper()}"
+    value = first.get("input")
+    secret = any(word in name for word in ("key", "token", "secret", "password"))
+    shown = f"={value!r}"[:80] if isinstance(value, str | int | float) and not secret else ""
+    return f"invalid configuration: {variable}{shown} ({field}): {first.get('msg', 'invalid')}"

@@ -13,9 +13,11 @@ import sys
 
 import pandas as pd
 
+from graph.errors import OperationalError, settings_error_line
 from graph.settings import VoltSettings
 from memory.learning_store import ALL_PREDICTORS, LearningStore
 from memory.ledger import Ledger
+from memory.run_lock import portfolio_lock
 from memory.weights import read_weights
 from nodes.learning_agent import default_profiles
 from tools.data_source import market_dataset
@@ -31,11 +33,14 @@ def learning_report(settings: VoltSettings) -> dict:
     if len(cycles) > 2:
         closes = market_dataset(settings).close_panel
         market = closes.pct_change(fill_method=None).mean(axis=1).reindex(equity.index)
-    memory_size = 0
+    memory_size: int | None = 0
     if (settings.home / "chroma").exists():
         from memory.situation_memory import SituationMemory
 
-        memory_size = SituationMemory(settings.home, portfolio).count()
+        try:
+            memory_size = SituationMemory(settings.home, portfolio).count()
+        except Exception:  # damaged: the report still shows the rest, and says how to rebuild
+            memory_size = None
     return {
         "portfolio": portfolio,
         "cycles": len(cycles),
@@ -55,8 +60,9 @@ def render(report: dict) -> str:
     lines = [f"VOLT learning report | portfolio {report['portfolio']} | {report['cycles']} cycles"
              + (f", last {report['last_cycle']}" if report["last_cycle"] else "")]
     p = report["predictions"]
-    lines.append(f"predictions: {p['predictions']} recorded, {p['resolved']} resolved; "
-                 f"situation memory: {report['memory_size']} situations")
+    memory = (f"{report['memory_size']} situations" if report["memory_size"] is not None
+              else "unreadable (run `python -m graph.learning --rebuild-memory`)")
+    lines.append(f"predictions: {p['predictions']} recorded, {p['resolved']} resolved; situation memory: {memory}")
     lines.append("\nagent               weight  resolved  accuracy  Brier")
     acc = {a["agent"]: a for a in report["accuracy"]}
     for agent, w in report["weights"].items():
@@ -98,14 +104,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--home", metavar="DIR")
     parser.add_argument("--data-csv", metavar="PATH")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--rebuild-memory", action="store_true",
+                        help="rebuild the situation memory ($VOLT_HOME/chroma) from the learning store")
     args = parser.parse_args(argv)
     overrides = {"portfolio": args.portfolio, "home": args.home, "data_csv": args.data_csv}
-    settings = VoltSettings(**{k: v for k, v in overrides.items() if v is not None})
-    if not settings.ledger_path.exists():
+    try:
+        settings = VoltSettings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValueError as exc:
+        print(f"error: {settings_error_line(exc)}", file=sys.stderr)
+        return 2
+    if not settings.ledger_path.is_file():
         print(f"error: no VOLT data in {settings.home} (run `python -m graph.run` first)", file=sys.stderr)
         return 2
-    report = learning_report(settings)
+    try:
+        if args.rebuild_memory:
+            return rebuild_memory_command(settings)
+        report = learning_report(settings)
+    except OperationalError as exc:  # StorageError: one line naming the file
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps(report, indent=2, default=str) if args.json else render(report))
+    return 0
+
+
+def rebuild_memory_command(settings: VoltSettings) -> int:
+    """``--rebuild-memory``: the portfolio's situation memory, from scratch, from the
+    resolved predictions in the learning store (under the portfolio lock: no cycle may add
+    to it meanwhile)."""
+    from memory.situation_memory import rebuild_memory
+
+    with portfolio_lock(settings.home, settings.portfolio):
+        n, note = rebuild_memory(settings.home, settings.portfolio, LearningStore(settings.ledger_path))
+    if note:
+        print(f"warning: {note}", file=sys.stderr)
+    print(f"situation memory rebuilt: {n} situations from the learning store "
+          f"(portfolio {settings.portfolio}, {settings.home / 'chroma'})")
     return 0
 
 

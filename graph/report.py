@@ -106,6 +106,8 @@ def render_text(report: CycleReport) -> str:
     add(f"data: {report.data_source}")
     for note in report.data_notes:
         add(f"note: {note}")
+    for note in report.market_context.get("data_notes") or []:  # splits/rejected bars of candidates
+        add(f"note: {note}")
     add(report.models.get("note") or "models: " + ", ".join(report.models.get("usable", [])))
     shown = ", ".join(f"{s} ({report.scores.get(s):+.2f})" if report.scores.get(s) is not None else s
                       for s in report.candidates)

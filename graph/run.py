@@ -4,7 +4,9 @@ Each run on the replay data advances the portfolio one trading day. State is
 checkpointed with ``SqliteSaver`` (one thread per portfolio), so a run killed at any
 point resumes its cycle on the next start instead of starting a new one.
 
-Exit codes: 0 done; 2 operational error (unreadable CSV, bad --as-of, portfolio busy).
+Exit codes: 0 done; 2 operational error, in one line (unreadable CSV, bad --as-of, portfolio
+busy, a damaged, read-only or full data store). A damaged ``checkpoints.db`` is not an error:
+it is moved aside (one warning line) and the cycle restarts from the ledger.
 """
 
 from __future__ import annotations
@@ -20,18 +22,26 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 
 from graph.builder import build_graph
 from graph.context import ChatModelFactory, VoltContext
-from graph.errors import CycleDateError, DataError, OperationalError
+from graph.errors import (
+    CycleDateError,
+    DataError,
+    OperationalError,
+    StorageError,
+    settings_error_line,
+)
 from graph.report import build_report, render_json, render_text
 from graph.secrets import finnhub_api_key
 from graph.settings import VoltSettings
+from memory.checkpoints import is_damage, open_saver, set_aside
 from memory.ledger import Ledger
 from memory.run_lock import portfolio_lock
-from nodes.prepare_cycle import live_as_of, resolve_as_of
+from memory.storage import ensure_dir, kind_of
+from nodes.prepare_cycle import iso_day, live_as_of, resolve_as_of
 from tools.alt_data import AltDataProvider
 from tools.data_source import market_dataset, set_live_dataset
 from tools.finnhub_alt_data import FinnhubAltData
 from tools.finnhub_gateway import open_gateway
-from tools.live_market import latest_price, load_live_dataset
+from tools.live_market import fresh_quote_symbols, latest_price, load_live_dataset
 from tools.market_data import MarketDataset, SymbolIssue, load_dataset
 from tools.trade_stream import TradeStream
 
@@ -56,25 +66,44 @@ class LiveSource:
     stream: TradeStream | None = None
 
     def price(self, symbol: str) -> float:
-        """The quote a fill uses; a stale feed or quote is a DataError, never an old price."""
-        if self.stream is not None and self.stream.is_stale(symbol, max_age_s=self.settings.stale_after_s):
-            raise DataError(symbol, f"stale feed: no trade in the last {self.settings.stale_after_s:.0f}s")
-        return latest_price(self.gateway, symbol, max_age_s=self.settings.stale_after_s)
+        """The quote a fill uses; a stale quote is a DataError, never an old price. Without a
+        recent trade on the stream the quote must carry its time to prove it is fresh."""
+        max_age = self.settings.stale_after_s
+        if self.stream is not None and self.stream.is_stale(symbol, max_age_s=max_age):
+            try:
+                return latest_price(self.gateway, symbol, max_age_s=max_age, require_time=True)
+            except DataError as exc:
+                raise DataError(symbol, f"stale feed: no trade in the last {max_age:.0f}s, {exc.reason}") from None
+        return latest_price(self.gateway, symbol, max_age_s=max_age)
 
 
 def open_live_source(settings: VoltSettings, today: date | None = None, stream: TradeStream | None = None) -> LiveSource:
     """Finnhub bars up to today for the watchlist (FINNHUB_API_KEY from the environment or .env).
 
     With a running trade stream, its bars fill in where the plan refuses candles, and a
-    symbol whose feed went quiet is marked stale: a DATA error this cycle, not a trade."""
+    symbol with neither a recent trade on the stream nor a fresh quote is marked stale: a DATA
+    error this cycle, not a trade. When every symbol is stale (stream warming up, market
+    closed) the cycle does not run: CycleDateError, so the day is not recorded as done and the
+    loop tries again."""
     gateway = open_gateway(settings.home)  # MissingApiKeyError (exit 2) names the variable
     watchlist = settings.watchlist or DEFAULT_LIVE_WATCHLIST
-    dataset, notes = load_live_dataset(gateway, watchlist, today or date.today(), min_history=settings.min_history,
-                                       stream=stream)
-    if stream is not None:
-        for symbol in stream.stale_symbols(max_age_s=settings.stale_after_s):
-            dataset.issues[symbol] = SymbolIssue(
-                symbol, f"stale feed: no trade in the last {settings.stale_after_s:.0f}s", None)
+    try:
+        dataset, notes = load_live_dataset(gateway, watchlist, today or date.today(),
+                                           min_history=settings.min_history, stream=stream)
+        if stream is not None:
+            quiet = stream.stale_symbols(max_age_s=settings.stale_after_s)
+            fresh = set(fresh_quote_symbols(gateway, quiet, settings.stale_after_s))
+            stale = [s for s in quiet if s not in fresh]
+            if stale and len(stale) == len(stream.symbols):
+                raise CycleDateError(
+                    f"no live price yet: no trade on the stream and no fresh quote "
+                    f"(last {settings.stale_after_s:.0f}s) for any of {len(stale)} symbols")
+            for symbol in stale:
+                dataset.issues[symbol] = SymbolIssue(
+                    symbol, f"stale feed: no trade and no quote in the last {settings.stale_after_s:.0f}s", None)
+    except BaseException:
+        gateway.close()
+        raise
     set_live_dataset(settings, dataset)
     return LiveSource(gateway, dataset, notes, settings, stream)
 
@@ -90,19 +119,23 @@ def thread_config(portfolio: str) -> dict:
 
 
 def open_checkpointer(settings: VoltSettings) -> SqliteSaver:
-    """SqliteSaver on its own connection. WAL + synchronous=NORMAL: every checkpoint
-    survives a killed process (what resuming needs) without an fsync per write."""
-    conn = sqlite3.connect(str(settings.checkpoint_path), check_same_thread=False, timeout=30)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    return SqliteSaver(conn)
+    """SqliteSaver on its own connection (:func:`memory.checkpoints.open_saver`): WAL, one
+    line naming ``checkpoints.db`` for any storage failure, a damaged file refused at open."""
+    return open_saver(settings.checkpoint_path)
 
 
 def run_cycle(settings: VoltSettings, *, as_of: str | None = None,
               chat_model_factory: ChatModelFactory | None = None,
               alt_data: AltDataProvider | None = None, stream: TradeStream | None = None) -> CycleResult:
-    """Run (or resume) one cycle. The caller holds the portfolio lock."""
-    settings.home.mkdir(parents=True, exist_ok=True)
+    """Run (or resume) one cycle. The caller holds the portfolio lock.
+
+    Storage failures are one-line :class:`StorageError`\\ s. The ledger is read first, so a
+    damaged ``volt.db`` stops the run before anything else is touched. A damaged
+    ``checkpoints.db`` (a cache of the ledger) is moved aside with one warning line on stderr
+    and the cycle restarts from the ledger: fills are idempotent per portfolio:as_of:symbol,
+    so a restarted cycle never fills an order twice."""
+    ensure_dir(settings.home)
+    last = Ledger(settings.ledger_path).last_completed_cycle(settings.portfolio)
     live = open_live_source(settings, stream=stream) if settings.source == "finnhub" else None
     context = VoltContext(
         settings=settings,
@@ -111,6 +144,25 @@ def run_cycle(settings: VoltSettings, *, as_of: str | None = None,
         live_price=live.price if live else None,
     )
     notes = live.notes if live else []
+    try:
+        try:
+            return _invoke_cycle(settings, context, as_of, live is not None, notes)
+        except StorageError as exc:
+            if not is_damage(exc, settings.checkpoint_path):
+                raise
+            aside = set_aside(settings.checkpoint_path)
+            print(f"warning: {settings.checkpoint_path} is damaged (it only caches the ledger): moved aside to "
+                  f"{aside.name}; the cycle restarts from the ledger (last completed cycle: "
+                  f"{last['as_of'] if last else 'none'})", file=sys.stderr, flush=True)
+            return _invoke_cycle(settings, context, as_of, live is not None, notes)
+    finally:
+        if live is not None:
+            live.gateway.close()
+
+
+def _invoke_cycle(settings: VoltSettings, context: VoltContext, as_of: str | None, live: bool,
+                  notes: list[str]) -> CycleResult:
+    """Resume the checkpointed cycle, or start the next one (see :func:`run_cycle`)."""
     config = thread_config(settings.portfolio)
     saver = open_checkpointer(settings)
     try:
@@ -131,8 +183,6 @@ def run_cycle(settings: VoltSettings, *, as_of: str | None = None,
         return CycleResult(state, resumed=False, notes=notes)
     finally:
         saver.conn.close()
-        if live is not None:
-            live.gateway.close()
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -165,7 +215,9 @@ def run_loop(settings: VoltSettings, args: argparse.Namespace, chat_model_factor
     """Cycles until Ctrl-C, ``--cycles``, or (replay) the end of the data. The caller holds the lock.
 
     Live: a trade stream for the watchlist runs the whole time, feeding the bar builder and
-    the stale-feed check; a cycle runs when a new daily bar exists, else the loop waits."""
+    the stale-feed check; a cycle runs when a new daily bar exists, else the loop waits. The
+    first cycle waits up to ``stream_warmup_s`` for a trade per symbol (a symbol still without
+    one uses its quote if fresh); with no live price at all the cycle waits, not the day."""
     stream = None
     if settings.source == "finnhub":
         stream = TradeStream(finnhub_api_key(), settings.watchlist or DEFAULT_LIVE_WATCHLIST,
@@ -173,6 +225,13 @@ def run_loop(settings: VoltSettings, args: argparse.Namespace, chat_model_factor
         stream.start()
     done, waiting = 0, False
     try:
+        if stream is not None and settings.stream_warmup_s > 0:
+            print(f"warm-up: waiting up to {settings.stream_warmup_s:.0f}s for trades on "
+                  f"{len(stream.symbols)} symbols", file=sys.stderr, flush=True)
+            missing = stream.wait_for_trades(timeout=settings.stream_warmup_s)
+            print(f"warm-up: {len(stream.symbols) - len(missing)} of {len(stream.symbols)} symbols traded"
+                  + (f"; without a trade (quote if fresh): {', '.join(missing)}" if missing else ""),
+                  file=sys.stderr, flush=True)
         while args.cycles is None or done < args.cycles:
             try:
                 result = run_cycle(settings, chat_model_factory=chat_model_factory, stream=stream)
@@ -202,7 +261,12 @@ def run_loop(settings: VoltSettings, args: argparse.Namespace, chat_model_factor
 def main(argv: list[str] | None = None, *, chat_model_factory: ChatModelFactory | None = None) -> int:
     args = parse_args(argv)
     try:
+        if args.as_of is not None:
+            iso_day(args.as_of)  # YYYY-MM-DD only, checked before anything is opened
         settings = settings_from_args(args)
+        if settings.home.exists() and not settings.home.is_dir():
+            raise StorageError(f"VOLT_HOME {settings.home} is a file, not a directory: use --home DIR",
+                               path=settings.home, kind="not-a-directory")
         if settings.source == "replay":
             load_dataset(settings.data_csv)  # an unreadable CSV fails here, before anything runs
         if args.loop is not None:
@@ -210,11 +274,16 @@ def main(argv: list[str] | None = None, *, chat_model_factory: ChatModelFactory 
                 return run_loop(settings, args, chat_model_factory)
         with portfolio_lock(settings.home, settings.portfolio):
             result = run_cycle(settings, as_of=args.as_of, chat_model_factory=chat_model_factory)
-    except OperationalError as exc:
+    except OperationalError as exc:  # StorageError included: one line naming the file
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except ValueError as exc:  # invalid settings (pydantic) name the field
-        print(f"error: invalid configuration: {exc}".splitlines()[0] + " " + " ".join(str(exc).splitlines()[1:3]),
+    except ValueError as exc:  # invalid settings (pydantic): one line naming the variable
+        print(f"error: {settings_error_line(exc)}", file=sys.stderr)
+        return 2
+    except (sqlite3.Error, OSError) as exc:  # a storage failure no boundary named: still one line
+        if kind_of(exc) is None:
+            raise  # not a storage failure but a bug: keep its traceback
+        print(f"error: storage: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
               file=sys.stderr)
         return 2
     report = build_report(result.state, resumed=result.resumed, notes=result.notes)

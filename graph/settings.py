@@ -25,6 +25,10 @@ class VoltSettings(BaseSettings):
     source: Literal["replay", "finnhub"] = Field(default="replay", description="Replay data, or live Finnhub.")
     stale_after_s: float = Field(default=900.0, gt=0, description="Live: an older price is stale (no trade).")
     finnhub_ws_url: str = Field(default="wss://ws.finnhub.io", description="Live trade stream.")
+    stream_warmup_s: float = Field(
+        default=60.0, ge=0,
+        description="Live loop: seconds the first cycle waits for a trade per watchlist symbol.",
+    )
     data_csv: Path | None = Field(default=None, description="Own CSV instead of the embedded set.")
     watchlist: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Symbols to consider; empty means the whole data set."
@@ -43,7 +47,17 @@ class VoltSettings(BaseSettings):
         default=None, description="SQLite file caching model answers (memory/response_cache.py); unset = off."
     )
 
-    starting_cash: float = Field(default=1000.0, gt=0)
+    # operations: breakers, deadline, logs (memory/breakers.py, graph/logs.py, graph/health.py)
+    breaker_fail_max: int = Field(default=3, ge=1, le=100, description="Failures in a row that open a breaker.")
+    breaker_reset_s: float = Field(
+        default=300.0, gt=0, description="Seconds an open breaker skips its model/endpoint before one probe.")
+    cycle_deadline_s: float = Field(
+        default=300.0, gt=0, description="No retry, backoff or rate-limit wait goes past this after a cycle starts.")
+    log_max_bytes: int = Field(default=10_000_000, ge=1024, description="$VOLT_HOME/logs/volt.log rotates at this size.")
+    log_backups: int = Field(default=5, ge=1, le=100, description="Rotated log files kept.")
+
+    # money (USD): finite and positive; "inf", "nan" and 1e309 (an overflow to inf) are refused
+    starting_cash: float = Field(default=1000.0, gt=0, allow_inf_nan=False)
     fee_rate: float = Field(default=0.0025, ge=0, le=0.05, description="Per fill, of notional.")
     max_slippage: float = Field(default=0.005, ge=0, le=0.05)
     slippage_alert: float = Field(default=0.002, ge=0, description="Feedback event above this.")
@@ -51,9 +65,33 @@ class VoltSettings(BaseSettings):
     max_gross_exposure_pct: float = Field(default=1.0, gt=0, le=1, description="Of equity.")
     allow_short: bool = False
     max_drawdown_pct: float = Field(default=0.20, gt=0, le=1, description="Halts new buys.")
+    quote_band_pct: float = Field(
+        default=0.15, gt=0, le=1,
+        description="Live: a quote more than this fraction away from the decision price never fills.",
+    )
+    unfilled_orders: Literal["expire"] = Field(
+        default="expire",
+        description="An order whose symbol has no bar on the fill day is recorded UNFILLED and expires.",
+    )
     default_size_pct: float = Field(default=0.10, gt=0, le=1)
     consensus_threshold: float = Field(default=0.25, gt=0, lt=1)
     min_history: int = Field(default=50, ge=50, description="Bars needed for the indicators.")
+
+    # market data: corporate actions and outlier guards (tools/market/)
+    split_adjust: bool = Field(
+        default=True, description="Detect splits/reverse splits in the bars and back-adjust prices before them."
+    )
+    outlier_band_z: float = Field(
+        default=12.0, gt=0, description="Reject a bar whose log return against the last accepted close has a "
+        "robust z-score (median/MAD of the trailing accepted returns) above this...")
+    outlier_min_move: float = Field(
+        default=0.6, gt=0, le=100, description="...and moves more than a factor 1 + this either way "
+        "(0.6: up 60% or down 37.5%); also the live quote band against the last close.")
+    outlier_lookback: int = Field(default=60, ge=10, le=1000, description="Accepted returns in the robust z-score.")
+    outlier_confirm_bars: int = Field(
+        default=3, ge=1, le=20, description="Rejected bars agreeing on a new level before it is accepted again.")
+    outlier_max_price: float = Field(
+        default=1e7, gt=0, description="A price above this (USD) is absurd: a data issue from its date on.")
 
     # self-learning loop
     learning: bool = Field(default=True, description="Off: frozen equal weights, no memory, no changes.")

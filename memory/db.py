@@ -10,8 +10,11 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
+
+from graph.errors import StorageError
+from memory.storage import ensure_dir, storage_error
 
 MIGRATIONS: list[str] = [
     # 1: ledger, message log, weights
@@ -204,18 +207,75 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (portfolio, agent, as_of)
     );
     """,
+    # 3: corporate actions applied to held positions (a split once per portfolio, symbol, ex_date)
+    """
+    CREATE TABLE corporate_actions (
+        portfolio TEXT NOT NULL,
+        symbol TEXT NOT NULL,
+        ex_date TEXT NOT NULL,               -- YYYY-MM-DD, effective at that day's open
+        ratio REAL NOT NULL,                 -- new shares per old share (2.0 = 2:1, 0.5 = 1:2)
+        qty_before REAL NOT NULL,
+        qty_after REAL NOT NULL,
+        applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+        PRIMARY KEY (portfolio, symbol, ex_date)
+    );
+    """,
 ]
 
 
+LEDGER_DAMAGED = "restore it from a backup, or move it aside to start a new ledger"
+
+
 def connect(path: Path) -> sqlite3.Connection:
-    """Open (and migrate) the database. Callers use :func:`open_db`, which reuses it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    """Open (and migrate) the database. Callers use :func:`open_db`, which reuses it.
+
+    A damaged, read-only or unreachable file, or a full disk, is a one-line
+    :class:`~graph.errors.StorageError` naming the file; a damaged file is refused before
+    anything is written to it (``PRAGMA quick_check``, once per file per process)."""
+    ensure_dir(path.parent)
+    conn = None
+    try:
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+        return _prepare(conn, path)
+    except sqlite3.Error as exc:
+        if conn is not None:
+            conn.close()
+        error = storage_error(exc, path, damaged=LEDGER_DAMAGED)
+        if error is None:
+            raise
+        raise error from exc
+
+
+_checked: set[tuple] = set()
+_checked_lock = threading.Lock()
+
+
+def verify(conn: sqlite3.Connection, path: Path, *, damaged: str = LEDGER_DAMAGED) -> None:
+    """Refuse a damaged SQLite file: ``PRAGMA quick_check`` (about 3 ms per MB), once per
+    file (device, inode) per process."""
+    try:
+        st = os.stat(path)
+        ident = (str(Path(path).resolve()), st.st_dev, st.st_ino)
+    except OSError:
+        return  # a file still to be created
+    with _checked_lock:
+        if ident in _checked:
+            return
+    result = conn.execute("PRAGMA quick_check").fetchone()[0]
+    if result != "ok":
+        raise StorageError(f"{path} is damaged ({str(result).splitlines()[0]}): {damaged}",
+                           path=Path(path), kind="damaged")
+    with _checked_lock:
+        _checked.add(ident)
+
+
+def _prepare(conn: sqlite3.Connection, path: Path) -> sqlite3.Connection:
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA foreign_keys=ON")
     # WAL + NORMAL: a committed transaction survives a killed process; only an OS crash
     # can lose the last commits.
     conn.execute("PRAGMA synchronous=NORMAL")
+    verify(conn, path)
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version < len(MIGRATIONS):
         conn.execute("PRAGMA journal_mode=WAL")  # persistent: set once, when the file is new
@@ -229,7 +289,8 @@ def connect(path: Path) -> sqlite3.Connection:
                 conn.execute(f"PRAGMA user_version = {number + 1}")
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
     return conn
 
@@ -252,7 +313,7 @@ def open_db(path: Path) -> Iterator[sqlite3.Connection]:
     try:
         st = os.stat(key)
         current = (st.st_dev, st.st_ino, len(MIGRATIONS))  # same file, same schema code
-    except FileNotFoundError:
+    except OSError:  # not there yet (or a file in the way: connect says so)
         current = None
     if conn is None or ident != current:
         if conn is not None:
@@ -262,6 +323,14 @@ def open_db(path: Path) -> Iterator[sqlite3.Connection]:
         pool[key] = (conn, (st.st_dev, st.st_ino, len(MIGRATIONS)))
     try:
         yield conn
+    except sqlite3.Error as exc:
+        # a damaged page, a full disk or a read-only file met mid-query: one line naming the file
+        error = storage_error(exc, Path(path), damaged=LEDGER_DAMAGED)
+        if error is None:
+            raise
+        raise error from exc
     finally:
         if conn.in_transaction:
-            conn.execute("ROLLBACK")
+            # SQLite may have rolled back already (e.g. after SQLITE_FULL): nothing was committed
+            with suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")

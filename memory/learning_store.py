@@ -104,6 +104,12 @@ class LearningStore:
         with open_db(self.path) as conn:
             return [_row(r) for r in conn.execute(sql, args)]
 
+    def resolved_count(self, portfolio: str, agent: str) -> int:
+        """How many of ``agent``'s predictions are resolved (what the situation memory should hold)."""
+        with open_db(self.path) as conn:
+            return conn.execute("SELECT COUNT(*) FROM agent_predictions WHERE portfolio=? AND agent=? AND resolved=1",
+                                (portfolio, agent)).fetchone()[0]
+
     def accuracy_table(self, portfolio: str) -> list[dict]:
         with open_db(self.path) as conn:
             return [dict(r) for r in conn.execute(

@@ -7,7 +7,8 @@ crash finds its earlier fill instead of filling twice.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,6 +133,62 @@ class Ledger:
             conn.execute("COMMIT")
             return fill
 
+    def apply_splits(self, portfolio: str, splits: Mapping[str, Iterable], upto: object) -> list[dict]:
+        """Convert held positions across splits effective on or before ``upto``; exactly once.
+
+        ``splits`` maps a symbol to its splits (objects with ``ex_date`` and ``ratio``, as
+        :class:`tools.market_data.Split`); ``upto`` is a day (``YYYY-MM-DD`` or a Timestamp).
+        A split applies to a held position when its ex-date is after the position's last fill
+        (a fill on or after the ex-date was booked in post-split shares, because this runs
+        before every fill) and it is not in ``corporate_actions`` yet. It multiplies ``qty``
+        by the ratio and divides ``avg_cost`` by it, so the position's cost and market value
+        are unchanged (no fake P&L). One transaction; returns the actions applied now.
+        """
+        until = _day(upto)
+        with open_db(self.path) as conn:
+            held = {r["symbol"] for r in conn.execute("SELECT symbol FROM positions WHERE portfolio=?", (portfolio,))}
+            due = sorted(
+                (symbol, _day(split.ex_date), float(split.ratio))
+                for symbol in held
+                for split in splits.get(symbol, ())
+                if _day(split.ex_date) <= until
+            )
+            if not due:  # the usual case: no I/O beyond one read
+                return []
+            applied: list[dict] = []
+            conn.execute("BEGIN IMMEDIATE")
+            for symbol, ex_date, ratio in due:
+                if not (math.isfinite(ratio) and ratio > 0):
+                    continue  # untrusted input: never scale a position by a nonsense ratio
+                done = conn.execute("SELECT 1 FROM corporate_actions WHERE portfolio=? AND symbol=? AND ex_date=?",
+                                    (portfolio, symbol, ex_date)).fetchone()
+                if done is not None:
+                    continue
+                last_fill = conn.execute("SELECT MAX(fill_date) FROM fills WHERE portfolio=? AND symbol=?",
+                                         (portfolio, symbol)).fetchone()[0]
+                if last_fill is not None and last_fill >= ex_date:
+                    continue
+                pos = conn.execute("SELECT qty, avg_cost FROM positions WHERE portfolio=? AND symbol=?",
+                                   (portfolio, symbol)).fetchone()
+                if pos is None:
+                    continue
+                qty_after = pos["qty"] * ratio
+                conn.execute("UPDATE positions SET qty=?, avg_cost=? WHERE portfolio=? AND symbol=?",
+                             (qty_after, pos["avg_cost"] / ratio, portfolio, symbol))
+                conn.execute("INSERT INTO corporate_actions(portfolio, symbol, ex_date, ratio, qty_before, qty_after)"
+                             " VALUES (?,?,?,?,?,?)", (portfolio, symbol, ex_date, ratio, pos["qty"], qty_after))
+                applied.append({"symbol": symbol, "ex_date": ex_date, "ratio": ratio,
+                                "qty_before": pos["qty"], "qty_after": qty_after})
+            conn.execute("COMMIT")
+            return applied
+
+    def corporate_actions(self, portfolio: str) -> list[dict]:
+        """Splits applied to this portfolio's positions, by ex-date."""
+        with open_db(self.path) as conn:
+            return [dict(r) for r in conn.execute(
+                "SELECT symbol, ex_date, ratio, qty_before, qty_after FROM corporate_actions WHERE portfolio=?"
+                " ORDER BY ex_date, symbol", (portfolio,))]
+
     def recent_fills(self, portfolio: str, limit: int = 10, symbol: str | None = None) -> list[dict]:
         sql = "SELECT * FROM fills WHERE portfolio=?"
         args: list = [portfolio]
@@ -165,7 +222,12 @@ class Ledger:
                 "SELECT as_of, equity, cash, reward FROM cycles WHERE portfolio=? ORDER BY as_of", (portfolio,))]
 
     def complete_cycle(self, portfolio: str, as_of: str, equity: float, cash: float, reward: float) -> None:
-        """Mark a cycle done (idempotent) and raise the high-water mark for the drawdown halt."""
+        """Mark a cycle done (idempotent) and raise the high-water mark for the drawdown halt.
+
+        A non-finite or non-positive equity is refused (``ValueError``): it can only come
+        from a bad price, and once recorded it would poison ``peak_equity`` for good."""
+        if not (math.isfinite(equity) and equity > 0 and math.isfinite(cash) and math.isfinite(reward)):
+            raise ValueError(f"refusing to record equity {equity!r} (cash {cash!r}) for {portfolio} {as_of}")
         with open_db(self.path) as conn:
             conn.execute(
                 "INSERT OR IGNORE INTO cycles(portfolio, as_of, equity, cash, reward) VALUES (?,?,?,?,?)",
@@ -174,6 +236,11 @@ class Ledger:
             conn.execute(
                 "UPDATE portfolios SET peak_equity=MAX(peak_equity, ?) WHERE id=?", (equity, portfolio)
             )
+
+
+def _day(value: object) -> str:
+    """``YYYY-MM-DD`` of a day given as that string or as a date/Timestamp."""
+    return value[:10] if isinstance(value, str) else f"{value:%Y-%m-%d}"
 
 
 def _fill_from_row(row) -> FillRecord:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from datetime import UTC, datetime
@@ -51,12 +52,32 @@ def message(from_agent: str, to_agent: str, kind: MessageType, payload: dict, pr
     ).model_dump(mode="json")
 
 
+def stable_ids(cycle_id: str, messages: list[dict]) -> list[dict]:
+    """Copies of ``messages`` whose ids derive from the cycle, the sender and the content
+    (recipient, type, priority, payload; not the timestamp), with a counter for identical
+    messages. A node that runs again after a crash (LangGraph re-runs the node whose
+    checkpoint was not written) makes new messages with new random ids; with these ids
+    ``INSERT OR IGNORE`` stores each message exactly once. Order-independent: candidates
+    run in parallel, so their messages may arrive in any order."""
+    seen: dict[str, int] = {}
+    out = []
+    for raw in messages:
+        m = AgentMessage.model_validate(raw)
+        content = json.dumps([m.to_agent, m.message_type.value, m.priority.value, m.payload],
+                             sort_keys=True, default=str)
+        key = f"{cycle_id}:{m.from_agent}:{hashlib.sha256(content.encode()).hexdigest()[:16]}"
+        seen[key] = seen.get(key, 0) + 1
+        out.append({**raw, "message_id": f"{key}:{seen[key]}"})
+    return out
+
+
 class MessageLog:
     def __init__(self, path: Path):
         self.path = Path(path)
 
     def write(self, cycle_id: str, messages: list[dict]) -> int:
-        """Store messages; a message id already stored is skipped (safe on resume)."""
+        """Store messages; a message id already stored is skipped (safe on resume when the
+        ids are stable: see :func:`stable_ids`). Returns how many were new."""
         rows = []
         for raw in messages:
             m = AgentMessage.model_validate(raw)

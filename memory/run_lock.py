@@ -12,14 +12,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from graph.errors import PortfolioBusyError
+from memory.storage import ensure_dir, storage_error
 
 
 @contextmanager
 def portfolio_lock(home: Path, portfolio: str) -> Iterator[None]:
-    lock_dir = Path(home) / "locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
+    lock_dir = ensure_dir(Path(home) / "locks")  # a file in the way, read-only: one line
     path = lock_dir / f"{portfolio}.lock"
-    handle = open(path, "a+")  # noqa: SIM115 - held for the whole run
+    try:
+        handle = open(path, "a+")  # noqa: SIM115 - held for the whole run
+    except OSError as exc:
+        raise storage_error(exc, path) from None
     try:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -30,10 +33,13 @@ def portfolio_lock(home: Path, portfolio: str) -> Iterator[None]:
                 f"portfolio '{portfolio}' is in use by another run (pid {holder}); "
                 "wait for it to finish or use --portfolio NAME"
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+        except OSError as exc:  # a full disk
+            raise storage_error(exc, path) from None
         yield
     finally:
         handle.close()

@@ -15,16 +15,21 @@ from __future__ import annotations
 import json
 import re
 import threading
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from langchain_core.embeddings import Embeddings
 
+from graph.errors import StorageError
+from memory.storage import DAMAGED, ensure_dir, move_aside, storage_error
 from tools.situation_features import FEATURES, as_vector
 
 DEFAULT_MAX_DISTANCE = 2.0  # squared L2 in feature space; farther is "not similar"
-_clients: dict[str, object] = {}
-_clients_lock = threading.Lock()
+MEMORY_AGENT = "strategy_agent"  # the calls whose situations the memory keeps
+_clients: dict[str, tuple[object, tuple | None]] = {}
+_clients_lock = threading.RLock()
+_memories: dict[tuple[str, str], SituationMemory] = {}
 
 
 class SituationEmbeddings(Embeddings):
@@ -56,16 +61,51 @@ class Neighbour:
     distance: float
 
 
+def _identity(path: Path) -> tuple | None:
+    """(device, inode) of the directory's database: a deleted or replaced memory gets a new one."""
+    try:
+        st = (path / "chroma.sqlite3").stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def _client(path: Path):
+    """One chromadb client per directory for the whole process; a new one when the
+    directory was deleted or replaced meanwhile (the old one would write to a deleted file)."""
     import chromadb  # deferred: heavy import, only needed when learning is on
     from chromadb.config import Settings
 
     key = str(path.resolve())
     with _clients_lock:
-        if key not in _clients:
-            path.mkdir(parents=True, exist_ok=True)
-            _clients[key] = chromadb.PersistentClient(path=key, settings=Settings(anonymized_telemetry=False))
-        return _clients[key]
+        cached = _clients.get(key)
+        if cached is not None and cached[1] == _identity(path):
+            return cached[0]
+        if cached is not None:
+            _forget(key)
+        ensure_dir(path)
+        client = chromadb.PersistentClient(path=key, settings=Settings(anonymized_telemetry=False))
+        _clients[key] = (client, _identity(path))
+        return client
+
+
+def _forget(key: str) -> None:
+    """Drop this process's client of a directory, and chromadb's own cached system for it
+    (chromadb keeps one per path: without this a new client would reuse the old one).
+    The caller holds ``_clients_lock``."""
+    from chromadb.api.client import SharedSystemClient
+
+    _clients.pop(key, None)
+    for memory_key in [k for k in _memories if k[0] == str(Path(key).parent)]:
+        _memories.pop(memory_key, None)
+    systems = getattr(SharedSystemClient, "_identifier_to_system", None)
+    if isinstance(systems, dict):
+        system = systems.pop(key, None)
+        if system is not None:
+            with suppress(Exception):  # a damaged store may fail to stop cleanly
+                system.stop()
+    else:  # chromadb changed its internals: clearing every cached system is the public way
+        SharedSystemClient.clear_system_cache()
 
 
 class SituationMemory:
@@ -74,7 +114,10 @@ class SituationMemory:
 
         name = "situations-" + re.sub(r"[^A-Za-z0-9._-]", "-", portfolio)
         name = name[:500].rstrip("-_.") or "situations-main"
-        client = _client(Path(home) / "chroma")
+        self.directory = Path(home) / "chroma"
+        client = _client(self.directory)
+        self.client = client
+        self.probed = False
         self.store = Chroma(
             collection_name=name,
             embedding_function=SituationEmbeddings(),
@@ -90,20 +133,43 @@ class SituationMemory:
         realized_return, hit and lesson. The same id overwrites (safe on resume)."""
         if not situations:
             return 0
-        self.store.add_texts(
-            texts=[situation_text(s["features"]) for s in situations],
-            metadatas=[{
-                "symbol": s["symbol"], "date": s["date"], "day": int(s["date"].replace("-", "")),
-                "action": s["action"], "realized_return": float(s["realized_return"]),
-                "hit": bool(s["hit"]), "lesson": s.get("lesson") or "",
-                "regime": s["features"].get("regime") or "",
-            } for s in situations],
-            ids=[s["id"] for s in situations],
-        )
+        texts = [situation_text(s["features"]) for s in situations]
+        try:
+            self.store.add_texts(
+                texts=texts,
+                metadatas=[{
+                    "symbol": s["symbol"], "date": s["date"], "day": int(s["date"].replace("-", "")),
+                    "action": s["action"], "realized_return": float(s["realized_return"]),
+                    "hit": bool(s["hit"]), "lesson": s.get("lesson") or "",
+                    "regime": s["features"].get("regime") or "",
+                } for s in situations],
+                ids=[s["id"] for s in situations],
+            )
+        except Exception as exc:  # chromadb's own errors: one line naming the directory
+            raise self._failed(exc) from exc
         return len(situations)
+
+    def _failed(self, exc: Exception) -> StorageError:
+        """A chromadb failure in the middle of a cycle, as one line. Damage found here is
+        rebuilt by the next run's check (:func:`open_memory`)."""
+        error = storage_error(exc, self.directory)
+        if error is not None and error.kind != DAMAGED:
+            return error
+        detail = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        return StorageError(f"situation memory {self.directory} failed ({detail}): run again (a damaged memory "
+                            "is rebuilt from the learning store)", path=self.directory, kind=DAMAGED)
 
     def count(self) -> int:
         return self.collection.count()
+
+    def probe(self) -> int:
+        """The count, after reading the index once per process (a damaged index fails here,
+        not in the middle of a cycle)."""
+        n = self.count()
+        if n and not self.probed:
+            self.collection.query(query_embeddings=[[0.0] * len(FEATURES)], n_results=1, include=["distances"])
+        self.probed = True
+        return n
 
     def similar(self, features: dict[str, float], *, before: str, k: int = 5,
                 max_distance: float = DEFAULT_MAX_DISTANCE) -> list[Neighbour]:
@@ -116,8 +182,11 @@ class SituationMemory:
         one query of 15 vectors costs what three single ones do)."""
         if not situations:
             return []
-        found = self.collection.query(query_embeddings=[as_vector(f) for f in situations], n_results=k,
-                                      include=["metadatas", "distances"])
+        vectors = [as_vector(f) for f in situations]
+        try:
+            found = self.collection.query(query_embeddings=vectors, n_results=k, include=["metadatas", "distances"])
+        except Exception as exc:  # chromadb's own errors: one line naming the directory
+            raise self._failed(exc) from exc
         cutoff = int(before.replace("-", ""))
         out = []
         for metadatas, distances in zip(found["metadatas"], found["distances"], strict=True):
@@ -131,20 +200,100 @@ class SituationMemory:
         return out
 
 
-_memories: dict[tuple[str, str], SituationMemory] = {}
-
-
 def memory_for(home: Path, portfolio: str) -> SituationMemory:
     """One wrapper per data directory and portfolio for the whole process (building one
     costs about 0.2 s: a collection lookup and the langchain-chroma setup)."""
     key = (str(Path(home).resolve()), portfolio)
     with _clients_lock:
         found = _memories.get(key)
-    if found is None:
+    if found is None or found.client is not _client(Path(home) / "chroma"):
         found = SituationMemory(home, portfolio)
         with _clients_lock:
-            _memories.setdefault(key, found)
+            _memories[key] = found
     return found
+
+
+def situation_from_prediction(p: dict) -> dict:
+    """The memory entry of a resolved prediction (an ``agent_predictions`` row with its
+    outcome). The one mapping used both when a cycle resolves predictions and when the
+    memory is rebuilt from the learning store, so a rebuilt memory recalls the same."""
+    return {"id": p["prediction_id"], "features": p["features"], "symbol": p["symbol"], "date": p["as_of"],
+            "action": p["action"], "realized_return": p["realized_return"], "hit": p["hit"], "lesson": p["lesson"]}
+
+
+def rebuild(home: Path, portfolio: str, store) -> int:
+    """Store every resolved ``MEMORY_AGENT`` prediction of ``portfolio`` from the learning
+    store ``store`` (a :class:`~memory.learning_store.LearningStore`) in the situation
+    memory; returns how many. Idempotent: ids are prediction ids, the same id overwrites."""
+    memory = memory_for(home, portfolio)
+    rows = store.resolved(portfolio, MEMORY_AGENT, limit=-1)  # SQLite: LIMIT -1 is no limit
+    for start in range(0, len(rows), 1000):  # chromadb caps the size of one batch
+        memory.add([situation_from_prediction(r) for r in rows[start:start + 1000]])
+    return len(rows)
+
+
+def _health(home: Path, portfolio: str) -> tuple[int, str | None]:
+    """(situations stored, why the directory is unreadable or None). A full disk or a
+    read-only directory is a :class:`StorageError` (not damage: moving it would not help)."""
+    directory = Path(home) / "chroma"
+    if directory.exists() and not directory.is_dir():
+        return 0, f"{directory} is a file"
+    try:
+        return memory_for(home, portfolio).probe(), None
+    except Exception as exc:  # chromadb raises its own errors (InternalError, ...)
+        error = storage_error(exc, directory)
+        if error is not None and error.kind != DAMAGED:
+            raise error from exc
+        return 0, (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+
+
+def _set_aside(directory: Path) -> Path:
+    with _clients_lock:
+        _forget(str(directory.resolve()))
+    return move_aside(directory)
+
+
+def open_memory(home: Path, portfolio: str, store) -> tuple[SituationMemory, str | None]:
+    """The portfolio's situation memory, checked against the learning store: (memory, warning).
+
+    A damaged memory directory (chromadb cannot read it, or a file where the directory
+    should be) is moved aside to ``chroma.damaged-<timestamp>`` and rebuilt; a memory that
+    holds fewer situations than the store has resolved (deleted, or restored from an older
+    copy) is rebuilt in place. ``warning`` says which, in one line; None when all is well."""
+    directory = Path(home) / "chroma"
+    expected = store.resolved_count(portfolio, MEMORY_AGENT)
+    have, problem = _health(home, portfolio)
+    if problem is not None:
+        aside = _set_aside(directory)
+        n = rebuild(home, portfolio, store)
+        return memory_for(home, portfolio), (
+            f"situation memory {directory} is damaged ({problem}): moved aside to {aside.name}, "
+            f"rebuilt {n} situations from the learning store")
+    if have < expected:
+        n = rebuild(home, portfolio, store)
+        what = "missing" if have == 0 else f"missing {expected - have} of {expected} situations"
+        return memory_for(home, portfolio), (
+            f"situation memory {directory} is {what}: rebuilt {n} situations from the learning store")
+    return memory_for(home, portfolio), None
+
+
+def rebuild_memory(home: Path, portfolio: str, store) -> tuple[int, str | None]:
+    """Rebuild the portfolio's situation memory from scratch from the learning store:
+    (situations stored, warning). The old collection is dropped; a damaged directory is
+    moved aside first (the warning says so). Other portfolios' collections are kept unless
+    the directory was damaged (then they are rebuilt on their next cycle)."""
+    directory = Path(home) / "chroma"
+    _have, problem = _health(home, portfolio)
+    note = None
+    if problem is not None:
+        aside = _set_aside(directory)
+        note = f"situation memory {directory} was damaged ({problem}): moved aside to {aside.name}"
+    else:
+        memory = memory_for(home, portfolio)
+        memory.client.delete_collection(memory.collection.name)
+        with _clients_lock:
+            _memories.pop((str(Path(home).resolve()), portfolio), None)
+    return rebuild(home, portfolio, store), note
 
 
 def summarize(neighbours: list[Neighbour], horizon: int) -> dict:

@@ -19,6 +19,8 @@ predictions are still resolved so accuracy stays visible.
 
 from __future__ import annotations
 
+import sys
+
 import pandas as pd
 from langgraph.runtime import Runtime
 
@@ -95,13 +97,18 @@ def learning_agent(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
     errors: list[dict] = []
     llm_calls = lessons = stored = 0
     memory = None
+    memory_note = None
     if settings.learning:
-        from memory.situation_memory import memory_for  # deferred: Chroma import is heavy
+        # deferred: Chroma import is heavy
+        from memory.situation_memory import MEMORY_AGENT, open_memory, situation_from_prediction
 
-        memory = memory_for(settings.home, portfolio)
+        # a damaged or missing memory is rebuilt from the learning store, with one warning line
+        memory, memory_note = open_memory(settings.home, portfolio, store)
+        if memory_note:
+            print(f"warning: {memory_note}", file=sys.stderr, flush=True)
         situations = []
         for u in updates:
-            if u["agent"] != "strategy_agent":
+            if u["agent"] != MEMORY_AGENT:
                 continue
             wrong_by = -u["realized_return"] if u["signal"] > 0 else u["realized_return"] if u["signal"] < 0 else 0.0
             if (u["confidence"] >= 0.5 and not u["hit"] and wrong_by >= settings.lesson_min_error
@@ -110,9 +117,7 @@ def learning_agent(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
                 llm_calls += calls
                 errors += errs
                 lessons += 1
-            situations.append({"id": u["prediction_id"], "features": u["features"], "symbol": u["symbol"],
-                               "date": u["as_of"], "action": u["action"], "realized_return": u["realized_return"],
-                               "hit": u["hit"], "lesson": u["lesson"]})
+            situations.append(situation_from_prediction(u))
         stored = memory.add(situations)
 
     # 3. learned weights (multiplicative weights on the Brier loss), committed in ONE
@@ -150,7 +155,8 @@ def learning_agent(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
     agent_models = {a: [m for m in p.model_chain if m in usable] + [m for m in usable if m not in p.model_chain]
                     for a, p in profiles.items()}
     summary = {"resolved": len(updates), "stored_situations": stored, "lessons": lessons, "llm_calls": llm_calls,
-               "memory_size": memory.count() if memory else 0, "enabled": settings.learning}
+               "memory_size": memory.count() if memory else 0, "enabled": settings.learning,
+               **({"memory_note": memory_note} if memory_note else {})}
     msg = message("learning_agent", "broadcast", MessageType.STATUS_UPDATE,
                   {"as_of": day, "weights": weights, **summary})
     return {

@@ -5,6 +5,9 @@ Everything here is point-in-time: only bars dated on or before the as-of day are
 
 from __future__ import annotations
 
+import re
+from datetime import date
+
 import pandas as pd
 from langgraph.runtime import Runtime
 from langgraph.types import Overwrite
@@ -15,19 +18,37 @@ from graph.models import resolve_model_chain
 from graph.state import CycleState
 from memory.ledger import Ledger
 from memory.message_log import MessageType, message
+from tools.broker import fill_day_marks
 from tools.data_source import market_dataset
 from tools.indicators import indicator_series, indicator_snapshot
 from tools.market_data import MarketDataset
 from tools.portfolio import value_account
 from tools.universe import select_candidates
 
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def iso_day(text: str) -> pd.Timestamp:
+    """``YYYY-MM-DD`` and nothing else, as a real calendar date (CycleDateError otherwise).
+
+    Strict on purpose: pandas reads ``11/20/2009`` as US month/day and ``20091120`` or
+    ``today`` as dates too, so a typo would quietly pick another day (and cycles only move
+    forward, so the days skipped are skipped for good)."""
+    if not isinstance(text, str) or not _ISO_DAY.fullmatch(text):
+        raise CycleDateError(f"--as-of {text!r} is not a date (use YYYY-MM-DD, e.g. 2009-11-20)")
+    try:
+        return pd.Timestamp(date.fromisoformat(text))
+    except ValueError as exc:
+        raise CycleDateError(f"--as-of {text!r} is not a date ({exc}; use YYYY-MM-DD)") from None
+
 
 def resolve_as_of(dataset: MarketDataset, last_completed: str | None, pinned: str | None, min_history: int) -> pd.Timestamp:
     """The day this cycle decides on.
 
-    Pinned: must be a trading day of the data with a next day to fill on, and after the
-    portfolio's last completed cycle. Otherwise: the trading day after the last completed
-    cycle, or, for a new portfolio, the first day with ``min_history`` bars.
+    Pinned (ISO ``YYYY-MM-DD`` only, see :func:`iso_day`): must be a trading day of the data
+    with a next day to fill on, and after the portfolio's last completed cycle. Otherwise:
+    the trading day after the last completed cycle, or, for a new portfolio, the first day
+    with ``min_history`` bars.
     """
     cal = dataset.calendar
     first = cal[min(min_history - 1, len(cal) - 1)]
@@ -35,11 +56,8 @@ def resolve_as_of(dataset: MarketDataset, last_completed: str | None, pinned: st
     if last_tradable is None or first > last_tradable:
         raise CycleDateError(f"{dataset.source}: not enough trading days for a cycle ({len(cal)})")
     span = f"{first:%Y-%m-%d}..{last_tradable:%Y-%m-%d}"
-    if pinned:
-        try:
-            day = pd.Timestamp(pinned).normalize()
-        except (ValueError, TypeError):
-            raise CycleDateError(f"--as-of {pinned!r} is not a date (use YYYY-MM-DD)") from None
+    if pinned is not None:
+        day = iso_day(pinned)
         if day not in cal or day < first or day > last_tradable:
             raise CycleDateError(f"--as-of {day:%Y-%m-%d} is not a tradable day of the data ({span})")
         if last_completed and day <= pd.Timestamp(last_completed):
@@ -82,6 +100,8 @@ def prepare_cycle(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
     day = f"{as_of:%Y-%m-%d}"
     cycle_id = f"{portfolio}:{day}"
 
+    # positions are in as-traded shares: convert them across splits effective by D (once)
+    ledger.apply_splits(portfolio, dataset.splits, as_of)
     account = ledger.account(portfolio)
     selection = select_candidates(
         dataset, as_of, k=settings.top_k, held=account.held(),
@@ -97,11 +117,8 @@ def prepare_cycle(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
         except ValueError as exc:
             data_errors.append({"symbol": symbol, "category": "data", "message": f"DATA {symbol}: {exc}"})
 
-    prices = {}
-    for symbol in account.held():
-        bars = dataset.history(symbol, as_of)
-        if len(bars):
-            prices[symbol] = float(bars["close"].iloc[-1])
+    # valuation before the cycle: each held symbol at its last close as of D, in D's shares
+    prices, _ = fill_day_marks(dataset, account.held(), as_of, None)
     before = value_account(account, prices).as_dict()
     before["peak_equity"] = account.peak_equity
     models = resolve_model_chain(settings, runtime.context.chat_model_factory)

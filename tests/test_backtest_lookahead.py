@@ -14,7 +14,7 @@ from langchain_core.messages import AIMessage, ToolMessage
 from graph.backtest import BacktestConfig, DayStore, plan_days, run_backtest
 from tools.broker import fill_price, slippage_fraction
 from tools.indicators import compute_indicators, indicator_series, indicator_snapshot
-from tools.market_data import load_dataset
+from tools.market_data import dataset_from_frame, load_dataset
 
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -155,3 +155,97 @@ def test_fees_and_slippage_appear_in_the_pnl_exactly(market_csv, tmp_path):
     # and the day table holds the same final equity the ledger closed with
     rows = DayStore(tmp_path / "out" / "backtest.db").days("agents")
     assert rows[-1]["as_of"] == summary["period"]["last_decision"] and rows[-1]["equity"] == final
+
+
+# ---------------------------------------------------------------- point-in-time to the bar, with gaps
+
+GAPS = {"AAA": [53, 59], "BBB": [56, 59], "CCC": [51, 59, 60], "DDD": [58]}  # rows (day numbers) missing
+CUT = 58  # the last decision day compared; its fill day (day 59) is the last bar that may matter
+
+
+def gapped_frame() -> tuple[pd.DataFrame, list[str]]:
+    frame = synthetic_frame({"AAA": 0.25, "BBB": 0.15, "CCC": -0.05, "DDD": 0.1, "EEE": 0.05}, days=72)
+    dates = sorted(frame["Date"].unique())
+    for symbol, rows in GAPS.items():
+        frame = frame[~((frame["Symbol"] == symbol) & frame["Date"].isin([dates[i] for i in rows]))]
+    return frame.reset_index(drop=True), dates
+
+
+def rewrite_after(frame: pd.DataFrame, after: str, seed: int = 11) -> pd.DataFrame:
+    """Every bar dated after ``after`` multiplied by its own factor in [0.7, 1.3]; about a fifth
+    of them dropped, and one more gap (EEE, the symbol with none) right after ``after``."""
+    rng = np.random.default_rng(seed)
+    out = frame.copy()
+    later = out["Date"] > after
+    factors = rng.uniform(0.7, 1.3, int(later.sum()))
+    for col in ("Open", "High", "Low", "Close"):
+        out.loc[later, col] = (out.loc[later, col] * factors).round(4)
+    out.loc[later, "Volume"] = (out.loc[later, "Volume"] * rng.uniform(0.5, 2.0, int(later.sum()))).astype(int)
+    drop = later & (rng.uniform(size=len(out)) < 0.2)
+    first_after = min(out.loc[later, "Date"])
+    drop |= (out["Symbol"] == "EEE") & (out["Date"] == first_after)
+    return out[~drop].reset_index(drop=True)
+
+
+def run_days(csv, home, n: int) -> list[dict]:
+    """``n`` cycles through the real graph, priors only (no model): what each one booked and marked."""
+    from graph.run import run_cycle
+    from graph.settings import VoltSettings
+
+    settings = VoltSettings(home=home, data_csv=csv, models=[], top_k=5)
+    out = []
+    for _ in range(n):
+        s = run_cycle(settings).state
+        out.append({"as_of": s["as_of"],
+                    "fills": [{k: v for k, v in f.items() if k != "latency_ms"} for f in s["fills"]],
+                    "orders": s["orders"], "before": s["portfolio_before"], "after": s["portfolio_after"],
+                    "reward": s["reward"]})
+    return out
+
+
+def test_changing_every_bar_after_the_fill_day_changes_no_fill_mark_or_equity(tmp_path):
+    frame, dates = gapped_frame()
+    cut_day, fill_day = dates[CUT], dates[CUT + 1]
+    base_csv, changed_csv = tmp_path / "base.csv", tmp_path / "changed.csv"
+    frame.to_csv(base_csv, index=False)
+    changed = rewrite_after(frame, fill_day)
+    changed.to_csv(changed_csv, index=False)
+    n = CUT - 49 + 1  # decision days 49..CUT
+    base = run_days(base_csv, tmp_path / "a", n)
+    again = run_days(changed_csv, tmp_path / "b", n)
+    assert base[-1]["as_of"] == f"{pd.Timestamp(cut_day):%Y-%m-%d}"
+    assert sum(len(c["fills"]) for c in base) > 0
+    for a, b in zip(base, again, strict=True):
+        assert a == b, a["as_of"]  # every fill (qty, price, fee), order, mark, equity and reward
+
+    # the gap cases are exercised: an order for a symbol with no bar on its fill day did not
+    # fill, and on the last day held symbols without a bar on F are marked at their last close
+    # while the old rule (the next bar, through the gap) would read a rewritten bar
+    assert any(o["status"] == "UNFILLED" and o["reason"].startswith("no bar on") for c in base for o in c["orders"])
+    before_ds, after_ds = load_dataset(base_csv), load_dataset(changed_csv)
+    D, F = pd.Timestamp(cut_day), pd.Timestamp(fill_day)
+    in_gap = [s for s in base[-1]["after"]["positions"] if before_ds.bar_on(s, F) is None]
+    assert in_gap
+    for symbol in in_gap:
+        assert base[-1]["after"]["positions"][symbol]["price"] == pytest.approx(before_ds.last_close(symbol, D))
+        old_rule = before_ds.next_bar(symbol, D), after_ds.next_bar(symbol, D)
+        assert old_rule[0][0] > F and float(old_rule[0][1]["open"]) != float(old_rule[1][1]["open"])
+
+
+def test_baselines_never_read_a_bar_after_the_fill_day(tmp_path):
+    from tools.baselines import CostModel, run_baselines
+
+    frame, dates = gapped_frame()
+    base = dataset_from_frame(frame, "base")
+    changed = dataset_from_frame(rewrite_after(frame, dates[CUT + 1]), "changed")
+    days = list(base.calendar[49 : CUT + 1])
+    symbols = sorted(base.bars)
+    a = run_baselines(base, days, symbols, CostModel())
+    b = run_baselines(changed, days, symbols, CostModel())
+    for name in a:
+        pd.testing.assert_series_equal(a[name].equity, b[name].equity)
+        pd.testing.assert_series_equal(a[name].cash, b[name].cash)
+        assert len(a[name].fills) == len(b[name].fills)
+        for fa, fb in zip(a[name].fills, b[name].fills, strict=True):  # as traded, whatever came later
+            assert fa == {k: pytest.approx(v, rel=1e-12) if isinstance(v, float) else v for k, v in fb.items()}
+    assert a["buy_and_hold"].fills  # something was traded and marked

@@ -11,19 +11,23 @@ from ta.momentum import RSIIndicator
 from ta.volatility import AverageTrueRange
 
 from tools.baselines import CostModel, Simulator, average_true_range, run_baselines
+from tools.market import DataOptions
+from tools.market.price_guard import GuardConfig
 from tools.market_data import dataset_from_frame
 
 FEE = 0.0025
+RAW = DataOptions(split_adjust=False, guard=GuardConfig(min_move=1e6))
 
 
-def frame(closes: dict[str, list[float]], opens: dict[str, list[float]] | None = None, volume: float = 1000.0):
+def frame(closes: dict[str, list[float]], opens: dict[str, list[float]] | None = None, volume: float = 1000.0,
+          options: DataOptions | None = None):
     rows = []
     for symbol, cl in closes.items():
         op = (opens or {}).get(symbol) or [cl[0], *cl[:-1]]
         for i, (d, o, c) in enumerate(zip(pd.bdate_range("2021-01-04", periods=len(cl)), op, cl, strict=True)):
             rows.append({"Date": f"{d:%Y-%m-%d}", "Symbol": symbol, "Open": o, "High": max(o, c) + 0.5,
                          "Low": min(o, c) - 0.5, "Close": c, "Volume": volume + i})
-    return dataset_from_frame(pd.DataFrame(rows), "hand")
+    return dataset_from_frame(pd.DataFrame(rows), "hand", options=options)
 
 
 def decision_days(ds, min_history=50):
@@ -53,7 +57,8 @@ def test_sma_crossover_enters_and_exits_at_the_next_open_with_broker_slippage():
     # and back below on bar 54 (solved by hand: the third bar at 1).
     closes = [10.0] * 50 + [20.0, 20.0] + [1.0] * 4
     opens = [10.0] * 51 + [21.0, 19.0, 1.5, 1.2, 0.9]
-    ds = frame({"AAA": closes}, {"AAA": opens})
+    # jumps of 2x and 1/20 on purpose: no outlier guard or split detection on this hand data
+    ds = frame({"AAA": closes}, {"AAA": opens}, options=RAW)
     c = np.array(closes)
     sma20 = [c[i - 19 : i + 1].mean() for i in range(49, 55)]
     sma50 = [c[i - 49 : i + 1].mean() for i in range(49, 55)]
@@ -128,3 +133,53 @@ def test_average_true_range_is_ta_bit_for_bit():
     theirs = AverageTrueRange(bars["high"], bars["low"], bars["close"], 14).average_true_range().to_numpy()
     assert np.array_equal(ours, theirs)
     assert not average_true_range(np.ones(5), np.ones(5), np.ones(5)).any()  # shorter than the window: zeros
+
+
+def wave(n: int, base: float, phase: float) -> list[float]:
+    return [round(base + 3 * np.sin(i / 4 + phase) + 0.05 * i, 4) for i in range(n)]
+
+
+def test_a_symbol_listed_later_changes_no_baseline_before_its_listing():
+    n = 120
+    closes = {"AAA": wave(n, 50, 0.0), "BBB": wave(n, 40, 1.0), "CCC": wave(n, 30, 2.0)}
+    base = frame(closes)
+    rows = []
+    dates = list(base.calendar)
+    late = 70  # NEW's first bar: day 70 (tradable 50 bars later, day 119)
+    for i, d in enumerate(dates[late:], start=late):
+        c = 20 + 2 * np.sin(i / 3)
+        rows.append({"Date": f"{d:%Y-%m-%d}", "Symbol": "NEW", "Open": c, "High": c + 0.5, "Low": c - 0.5,
+                     "Close": c, "Volume": 1000})
+    long_rows = [{"Date": f"{d:%Y-%m-%d}", "Symbol": s, "Open": b.loc[d, "open"], "High": b.loc[d, "high"],
+                  "Low": b.loc[d, "low"], "Close": b.loc[d, "close"], "Volume": b.loc[d, "volume"]}
+                 for s, b in base.bars.items() for d in b.index]
+    listed = dataset_from_frame(pd.DataFrame(long_rows + rows), "with NEW")
+    days = decision_days(base)
+    a = run_baselines(base, days, ["AAA", "BBB", "CCC"], CostModel())
+    b = run_baselines(listed, days, ["AAA", "BBB", "CCC", "NEW"], CostModel())
+    before = pd.DatetimeIndex(days) < dates[late]
+    assert before.sum() > 10
+    for name in a:
+        pd.testing.assert_series_equal(a[name].equity[before], b[name].equity[before], check_exact=True)
+        assert [f for f in b[name].fills if f["as_of"] < f"{dates[late]:%Y-%m-%d}"] == \
+               [f for f in a[name].fills if f["as_of"] < f"{dates[late]:%Y-%m-%d}"]
+    # buy-and-hold is invested from the first day, not holding NEW's sleeve in cash
+    bh = b["buy_and_hold"]
+    assert bh.cash.iloc[0] < 0.01 * 1000.0 and bh.exposure.iloc[0] > 0.99
+
+
+def test_no_fill_through_a_gap_and_marks_at_the_last_close():
+    # AAA has no bar on day 51 (the fill day of day 50): its order waits; it is marked at day 50's close
+    closes = [10.0] * 60
+    ds_full = frame({"AAA": closes, "BBB": closes}, {"AAA": [10.0] * 52 + [99.0] + [11.0] * 7}, options=RAW)
+    rows = [{"Date": f"{d:%Y-%m-%d}", "Symbol": s, "Open": b.loc[d, "open"], "High": b.loc[d, "high"],
+             "Low": b.loc[d, "low"], "Close": b.loc[d, "close"], "Volume": b.loc[d, "volume"]}
+            for s, b in ds_full.bars.items() for d in b.index if not (s == "AAA" and d == ds_full.calendar[51])]
+    ds = dataset_from_frame(pd.DataFrame(rows), "gap", options=RAW)
+    days = list(ds.calendar[49:52])
+    sim = Simulator(ds, days, ["AAA", "BBB"], CostModel(FEE, 0.0, 1000.0, 50))
+    res = sim.run("buy_and_hold", sim.want_buy_and_hold())
+    # day 49 fills both on day 50; day 50 -> day 51: AAA is in a gap, marked at its close (10), not at the 99 after the gap
+    assert [(f["symbol"], f["fill_date"]) for f in res.fills] == [
+        ("AAA", f"{ds.calendar[50]:%Y-%m-%d}"), ("BBB", f"{ds.calendar[50]:%Y-%m-%d}")]
+    assert sim.mark[1, 0] == 10.0 and sim.next_row[1, 0] == -1

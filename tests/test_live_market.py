@@ -17,6 +17,7 @@ from tools.live_market import (
     SOURCE_STREAM,
     LiveDataError,
     candles_refused_note,
+    fresh_quote_symbols,
     latest_price,
     load_live_dataset,
 )
@@ -178,3 +179,20 @@ def test_candle_timestamps_are_trading_dates(fake, gateway):
                                    "o": [1.0], "h": [2.0], "l": [0.5], "c": [1.5], "v": [100]})
     frame = gateway.daily_candles("AAPL", date(2024, 3, 1), TODAY)
     assert list(frame.index) == [pd.Timestamp("2024-03-14")]
+
+
+def test_fresh_quote_symbols_need_a_price_and_a_recent_time(fake, gateway):
+    now = 1_700_000_000
+    fake.quotes["AAPL"] = {"c": 187.5, "h": 188, "l": 186, "o": 187, "pc": 186, "t": now - 30}
+    fake.quotes["MSFT"] = {"c": 410.0, "h": 411, "l": 409, "o": 410, "pc": 409, "t": now - 3600}  # old
+    fake.quotes["NVDA"] = {"c": 900.0, "h": 901, "l": 899, "o": 900, "pc": 899, "t": 0}  # unstamped
+    fake.quotes["NOPE"] = {"c": 0, "h": 0, "l": 0, "o": 0, "pc": 0, "t": 0}  # unknown symbol
+    assert fresh_quote_symbols(gateway, ["AAPL", "MSFT", "NVDA", "NOPE"], 600, now=now) == ["AAPL"]
+    assert latest_price(gateway, "NVDA", max_age_s=600, now=now) == 900.0  # a fill may use it...
+    with pytest.raises(DataError, match="no time"):
+        latest_price(gateway, "NVDA", max_age_s=600, now=now, require_time=True)  # ...not as proof
+
+
+def test_fresh_quote_symbols_skip_a_refused_quote(fake, gateway):
+    fake.refuse("quote")
+    assert fresh_quote_symbols(gateway, ["AAPL"], 600) == []

@@ -101,6 +101,13 @@ DEFECTS = {
         f"High < Low on {day(BAD_DAY)}",
     ),
     "duplicate_date": (_duplicate, f"duplicate date {day(BAD_DAY)}"),
+    # not a price: a symbol issue from that date on, never a fill, mark or peak
+    "inf_close": (_set("Close", "inf"), f"non-finite Close on {day(BAD_DAY)}"),
+    "minus_inf_open": (_set("Open", "-inf"), f"non-finite Open on {day(BAD_DAY)}"),
+    "nan_low": (_set("Low", "nan"), f"missing or non-numeric Low on {day(BAD_DAY)}"),
+    "absurd_high": (_set("High", "1e300"), f"absurd High 1e+300 on {day(BAD_DAY)} (above 1e+07)"),
+    "absurd_close_1e12": (_set("Close", "1e12"), f"absurd Close 1e+12 on {day(BAD_DAY)} (above 1e+07)"),
+    "inf_volume": (_set("Volume", "Infinity"), f"non-finite Volume on {day(BAD_DAY)}"),
     "unsorted_dates": (_swap, f"dates not sorted ({day(BAD_DAY)} comes after a later date)"),
 }
 
@@ -187,6 +194,17 @@ def test_defect_blocks_fills_on_and_after_its_date(defect, clean_reference):
     assert earlier[0] == BEFORE
     pd.testing.assert_series_equal(earlier[1], clean_reference.next_bar("BAD", DATES[BAD_AT - 2])[1])
     assert dataset.next_bar("AAA", AFTER)[0] == DATES[71]
+
+
+def test_rows_at_and_after_the_issue_are_not_prices(defect):
+    dataset, _ = defect
+    bars = dataset.bars["BAD"]
+    assert bars.index[-1] < BAD_DAY
+    assert np.isfinite(bars.to_numpy()).all()
+    assert dataset.close_panel["BAD"].loc[BAD_DAY:].isna().all()
+    assert np.isfinite(dataset.close_panel.to_numpy()[~np.isnan(dataset.close_panel.to_numpy())]).all()
+    assert dataset.bar_on("BAD", BAD_DAY) is None
+    assert dataset.last_close("BAD", AFTER) == dataset.last_close("BAD", BEFORE)
 
 
 def test_unparseable_date_makes_symbol_unusable_from_the_start(tmp_path):
@@ -367,7 +385,14 @@ def _all_bad(path):
     path.write_text(HEADER + "20210104,AAA,1,1,1,1,1\n2021/01/05,AAA,1,1,1,1,1\n99999999,BBB,1,1,1,1,1\n")
 
 
+def _no_price(path):
+    # every price is text, inf or absurd: nothing is a usable price anywhere
+    path.write_text(HEADER + "20210104,AAA,abc,x,y,z,1\n20210105,AAA,1,1,1,1,1\n"
+                    "20210104,BBB,inf,inf,inf,inf,1\n20210104,CCC,1e300,1e300,1e300,1e300,1\n")
+
+
 BAD_FILES = {
+    "no_usable_price": (_no_price, "no usable price"),
     "missing_column": (_missing_column, "missing column(s) Volume"),
     "empty": (_empty, "not a readable CSV (No columns to parse from file)"),
     "header_only": (_header_only, "no rows with a Symbol"),
@@ -397,7 +422,7 @@ def test_unparseable_file_raises_one_line_data_file_error(tmp_path, kind):
 # --- CLI ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["missing_column", "empty", "binary", "not_found"])
+@pytest.mark.parametrize("kind", ["missing_column", "empty", "binary", "not_found", "no_usable_price"])
 def test_cli_exits_2_with_one_line_error_for_unparseable_csv(tmp_path, capsys, kind):
     from graph.run import main
 

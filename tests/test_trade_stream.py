@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -125,6 +126,7 @@ def test_stream_subscribes_feeds_bars_reconnects_and_hides_the_key(server, strea
                         {"s": "AAPL", "p": 191.0, "v": 50, "t": ms("2024-03-04T14:31:05")}])
     assert eventually(lambda: stream.builder.last_price("AAPL") == 191.0)
     assert [t.price for t in seen] == [190.5, 191.0]
+    assert stream.dropped == {"not_json": 1}  # the non-JSON message: counted, the ping is not
 
     server.drop()  # the connection dies without a close frame
     assert server.wait_for(lambda s: s.accepted >= 2 and s.subscribed("AAPL") and s.subscribed("MSFT"))
@@ -181,3 +183,21 @@ def test_wrong_key_is_refused_and_not_logged(server, streams, caplog):
     assert eventually(lambda: stream.status == "failed")
     assert "401" in (stream.last_error or "")
     assert "sk-WRONG-KEY-999" not in caplog.text and "sk-WRONG-KEY-999" not in stream.last_error
+
+
+def test_stream_keeps_only_subscribed_symbols_even_with_a_shared_builder(server, streams):
+    builder = LiveBarBuilder()
+    stream = TradeStream(KEY, ["AAPL"], url=server.url, builder=builder)
+    streams.append(stream)
+    stream.start()
+    assert server.wait_for(lambda s: s.subscribed("AAPL"))
+    t = ms("2024-03-04T14:31:00")
+    server.send_raw(json.dumps({"type": "trade", "data": [{"s": "MSFT", "p": 1, "v": 1, "t": t},
+                                                          {"s": "AAPL", "p": 2, "v": 1, "t": t}]}))
+    assert eventually(lambda: builder.last_price("AAPL") == 2.0)
+    assert builder.symbols == ["AAPL"] and stream.dropped == {"unsubscribed": 1}
+    stream.subscribe("MSFT")  # from now on MSFT's trades are kept
+    assert server.wait_for(lambda s: s.subscribed("MSFT"))
+    server.send_trades([{"s": "MSFT", "p": 3, "v": 1, "t": ms("2024-03-04T14:32:00")}])
+    assert eventually(lambda: builder.last_price("MSFT") == 3.0)
+    assert builder.symbols == ["AAPL", "MSFT"]

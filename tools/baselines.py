@@ -3,24 +3,36 @@
 Every baseline is simulated by :class:`Simulator`, which shares the paper broker's rules:
 
 - a decision on day D sees bars up to D only (indicators from ``ta``, causal);
-- orders fill at the symbol's next bar open, after :func:`tools.broker.slippage_fraction`
-  (ATR% and 20-day average volume as of D, the order's shares) and :func:`tools.broker.fee`;
-  sells first, then buys; a buy is clipped to the cash left (fees included);
+- orders fill only on the fill day F (the market calendar's day after D), at the symbol's
+  open on F, after :func:`tools.broker.slippage_fraction` (ATR% and 20-day average volume as
+  of D, the order's shares) and :func:`tools.broker.fee`; a symbol with no bar on F does not
+  trade that day (its signal is looked at again the next day); sells first, then buys; a buy
+  is clipped to the cash left (fees included);
 - accounting is :func:`tools.portfolio.apply_fill` (average cost, realized P&L net of fees);
-- equity after D is marked at the next bar's open (else the last close), like the graph's
-  ``portfolio_manager``.
+- equity after D is marked on F like the graph's ``portfolio_manager``
+  (:func:`tools.broker.fill_day_marks`): the open on F when the symbol trades on F, else
+  its last close before F. No bar after F is read for day D.
 
-Sizing: each symbol of the universe has an equal sleeve, ``equity at D's close / N``
-(N = universe size); a position is opened with ``sleeve / (close * (1 + fee_rate))``
-shares and closed whole. Long only.
+Prices are the split-adjusted ``dataset.bars``: the simulation counts adjusted shares, but
+every dollar amount (sleeves, fills, fees, equity) is the same as in as-traded shares, and
+each fill is recorded as traded (shares and prices of its fill day).
 
-Strategies (signal at D's close, position taken at D+1's open):
+Sizing, point-in-time: the symbols *listed* on D are those of the universe with at least
+``min_history`` bars up to D and no data issue by D. Each gets an equal sleeve,
+``equity at D's close / (symbols listed on D)``; a position is opened with
+``sleeve / (close * (1 + fee_rate))`` shares and closed whole. Long only. A symbol that
+lists later changes nothing before it is listed.
 
-- ``buy_and_hold``: buy every symbol tradable on the first day, hold to the end.
+Strategies (signal at D's close, position taken at F's open):
+
+- ``buy_and_hold``: buy every symbol listed on the first day, in equal sleeves, and hold to
+  the end (one without a bar on the first fill day buys on its first later fill day);
+  symbols listed later are not bought (no rebalancing), so it is fully invested from the
+  first day up to costs.
 - ``sma_crossover``: long while SMA20 > SMA50, flat otherwise.
 - ``rsi_rule``: buy when RSI14 < 30, sell when RSI14 > 70, otherwise keep the position.
 
-A symbol with a data issue (or too little history) on D is not traded on D.
+A symbol with a data issue (or too little history, or no bar) on D is not traded on D.
 """
 
 from __future__ import annotations
@@ -109,7 +121,12 @@ class Simulator:
         self.data = {s: self._symbol_data(s) for s in self.universe}
         day64 = self.days.to_numpy()
         n_days, n_sym = len(self.days), len(self.universe)
-        # per (day, symbol): tradable on D, row of D's bar, next open (fill), marks
+        # the fill day of each decision day: the calendar's next day (NaT after the last)
+        cal = dataset.calendar.to_numpy()
+        at = np.searchsorted(cal, day64, side="right")
+        fill64 = np.where(at < len(cal), cal[np.minimum(at, len(cal) - 1)], np.datetime64("NaT"))
+        # per (day, symbol): listed on D, tradable on D, row of D's bar, row of F's bar, marks
+        self.listed = np.zeros((n_days, n_sym), dtype=bool)
         self.tradable = np.zeros((n_days, n_sym), dtype=bool)
         self.row = np.full((n_days, n_sym), -1, dtype=np.int64)
         self.next_row = np.full((n_days, n_sym), -1, dtype=np.int64)
@@ -120,15 +137,18 @@ class Simulator:
             count = np.searchsorted(d.dates, day64, side="right")  # bars on or before D
             has_bar = (count > 0) & (d.dates[np.maximum(count - 1, 0)] == day64)
             usable_now = np.ones(n_days, dtype=bool) if d.usable_before is None else day64 < d.usable_before
-            self.tradable[:, j] = has_bar & usable_now & (count >= costs.min_history)
+            self.listed[:, j] = usable_now & (count >= costs.min_history)
+            self.tradable[:, j] = has_bar & self.listed[:, j]
             self.row[:, j] = np.where(count > 0, count - 1, -1)
-            nxt_ok = count < len(d.dates)
-            nxt_date = d.dates[np.minimum(count, len(d.dates) - 1)]
+            # a fill needs the symbol's bar dated exactly F (never the next bar through a gap)
+            nxt_date = d.dates[np.minimum(count, len(d.dates) - 1)] if len(d.dates) else fill64
+            nxt_ok = (count < len(d.dates)) & (nxt_date == fill64)
             if d.usable_before is not None:
                 nxt_ok &= nxt_date < d.usable_before
             self.next_row[:, j] = np.where(nxt_ok, count, -1)
             close = np.where(count > 0, d.close[np.maximum(count - 1, 0)], np.nan)
             self.last_close[:, j] = close
+            # no bar on F: the last close before F (adjusted prices: no split conversion needed)
             self.mark[:, j] = np.where(nxt_ok, d.open[np.minimum(count, len(d.dates) - 1)], close)
 
     def _symbol_data(self, symbol: str) -> _SymbolData:
@@ -166,7 +186,7 @@ class Simulator:
     def want_buy_and_hold(self) -> np.ndarray:
         want = np.zeros(self.tradable.shape, dtype=bool)
         if len(self.days):
-            want[:, :] = self.tradable[0]
+            want[:, :] = self.listed[0]
         return want
 
     def want_sma_crossover(self) -> np.ndarray:
@@ -191,7 +211,7 @@ class Simulator:
         c = self.costs
         account = Account(name, c.starting_cash, c.starting_cash, c.starting_cash)
         qty = np.zeros(len(self.universe))
-        n = len(self.universe)
+        listed = self.listed.sum(axis=1)
         fills: list[dict] = []
         equity, cash, exposure = [], [], []
         for i in range(len(self.days)):
@@ -202,7 +222,7 @@ class Simulator:
             if len(sells) or len(buys):
                 closes = self.last_close[i]
                 value_at_close = account.cash + float(np.nansum(qty * np.nan_to_num(closes)))
-                sleeve = value_at_close / n if n else 0.0
+                sleeve = value_at_close / listed[i] if listed[i] else 0.0
                 for j in sells:
                     self._fill(name, account, qty, j, i, "SELL", qty[j], fills)
                 for j in buys:
@@ -235,11 +255,16 @@ class Simulator:
         cost = fee(q * price, c.fee_rate)
         realized = apply_fill(account, symbol, side, q, price, cost)
         qty[j] = account.positions[symbol].qty if symbol in account.positions else 0.0
-        day = self.days[i]
+        day, fill_day = self.days[i], pd.Timestamp(d.dates[nxt])
+        # the record is as traded: adjusted prices carry splits after F (dollars do not change)
+        traded, scale = reference, 1.0
+        if self.dataset.splits.get(symbol) and (bar := self.dataset.bar_on(symbol, fill_day)) is not None:
+            traded = float(bar["open"])
+            scale = traded / reference
         fills.append({
             "order_id": f"{name}:{day:%Y-%m-%d}:{symbol}", "as_of": f"{day:%Y-%m-%d}", "symbol": symbol,
-            "side": side, "qty": q, "reference_price": reference, "price": price, "slippage_pct": slip,
-            "fee": cost, "realized_pnl": realized, "fill_date": f"{pd.Timestamp(d.dates[nxt]):%Y-%m-%d}",
+            "side": side, "qty": q / scale, "reference_price": traded, "price": fill_price(traded, side, slip),
+            "slippage_pct": slip, "fee": cost, "realized_pnl": realized, "fill_date": f"{fill_day:%Y-%m-%d}",
         })
 
 

@@ -11,6 +11,7 @@ import threading
 
 from graph.errors import OperationalError
 from graph.settings import VoltSettings
+from tools.market import DataOptions
 from tools.market_data import MarketDataset, load_dataset
 
 _live: dict[str, MarketDataset] = {}
@@ -28,7 +29,8 @@ def set_live_dataset(settings: VoltSettings, dataset: MarketDataset) -> None:
 
 def market_dataset(settings: VoltSettings) -> MarketDataset:
     if settings.source == "replay":
-        return load_dataset(settings.data_csv)
+        # the data options are part of the cache key: a changed setting is a new data set
+        return load_dataset(settings.data_csv, DataOptions.from_settings(settings))
     with _lock:
         dataset = _live.get(_key(settings))
     if dataset is None:

@@ -56,11 +56,11 @@ def compute_indicators(bars: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-_SERIES: dict[int, dict[str, pd.DataFrame | None]] = {}
+_SERIES: dict[int, dict[tuple[str, int], pd.DataFrame | None]] = {}
 _SERIES_LOCK = threading.Lock()
 
 
-def indicator_series(dataset: MarketDataset, symbol: str) -> pd.DataFrame | None:
+def indicator_series(dataset: MarketDataset, symbol: str, as_of: pd.Timestamp | None = None) -> pd.DataFrame | None:
     """:func:`compute_indicators` over the symbol's whole history, once per data set.
 
     Only for :func:`indicator_snapshot`'s ``series``: every indicator here is causal (its
@@ -68,21 +68,31 @@ def indicator_series(dataset: MarketDataset, symbol: str) -> pd.DataFrame | None
     row ``i`` equals the last row of ``compute_indicators(bars[: i + 1])`` bit for bit
     (checked in tests/test_backtest_lookahead.py) and a snapshot reads only the row of its
     own last bar. A replay then computes each symbol's indicators once, not once a day.
+
+    A symbol with a split has one series per split segment, computed on its history
+    adjusted through that segment (:meth:`MarketDataset.segment_bars`), since
+    ``history(symbol, as_of)`` is adjusted only for splits effective by ``as_of``: pass
+    ``as_of`` to get the right one. Without ``as_of`` such a symbol gets None (the
+    snapshot then computes its indicators from the history it is given).
     """
+    splits = dataset.splits.get(symbol)
+    if splits and as_of is None:
+        return None
+    segment = 0 if not splits else sum(1 for sp in splits if sp.ex_date <= pd.Timestamp(as_of))
     with _SERIES_LOCK:
         per_symbol = _SERIES.get(id(dataset))
         if per_symbol is None:
             per_symbol = _SERIES[id(dataset)] = {}
             weakref.finalize(dataset, _SERIES.pop, id(dataset), None)
-        if symbol in per_symbol:
-            return per_symbol[symbol]
-    bars = dataset.bars.get(symbol)
+        if (symbol, segment) in per_symbol:
+            return per_symbol[(symbol, segment)]
+    bars = dataset.segment_bars(symbol, as_of) if splits else dataset.bars.get(symbol)
     try:
         series = compute_indicators(bars) if bars is not None and len(bars) >= 2 else None
     except Exception:  # the point-in-time computation decides (and explains) instead
         series = None
     with _SERIES_LOCK:
-        per_symbol[symbol] = series
+        per_symbol[(symbol, segment)] = series
     return series
 
 

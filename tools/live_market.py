@@ -106,19 +106,40 @@ def latest_price(
     *,
     max_age_s: float | None = None,
     now: float | None = None,
+    require_time: bool = False,
 ) -> float:
     """The current quote's price, for a live fill. :class:`DataError` when there is none
     (Finnhub answers ``c == 0`` for an unknown symbol) or, with ``max_age_s``, when the
-    quote's last trade is older than that. Finnhub errors propagate (network: temporary)."""
+    quote's last trade is older than that (seconds; ``now`` is epoch seconds, default the
+    clock). An unstamped quote (``t == 0``) passes the age check unless ``require_time``.
+    Finnhub errors propagate (network: temporary)."""
     q = gateway.quote(symbol)
     price = q.get("c")
     if price is None or price <= 0:
         raise DataError(q["symbol"], "no live quote (Finnhub returned no price: unknown symbol?)")
+    if require_time and not q.get("t"):
+        raise DataError(q["symbol"], "live quote has no time: its age is unknown")
     if max_age_s is not None and q.get("t"):
         age = (time.time() if now is None else now) - q["t"]
         if age > max_age_s:
             raise DataError(q["symbol"], f"live quote is {age:.0f}s old (limit {max_age_s:.0f}s)")
     return float(price)
+
+
+def fresh_quote_symbols(
+    gateway: FinnhubGateway, symbols: Iterable[str], max_age_s: float, *, now: float | None = None
+) -> list[str]:
+    """Those of ``symbols`` whose quote has a price and a last trade at most ``max_age_s``
+    seconds old: a live price even without a trade on the stream. A quote that cannot be
+    had (DATA or Finnhub error) just leaves the symbol out."""
+    fresh = []
+    for symbol in symbols:
+        try:
+            latest_price(gateway, symbol, max_age_s=max_age_s, now=now, require_time=True)
+        except (DataError, FinnhubError):
+            continue
+        fresh.append(symbol)
+    return fresh
 
 
 def _rows(symbol: str, frame: pd.DataFrame) -> list[dict]:

@@ -7,16 +7,23 @@
   goes to :class:`LiveBarBuilder`;
 - ``{"type": "ping"}`` is ignored; ``{"type": "error", "msg": ...}`` is logged.
 
+The server's messages are untrusted data: a malformed message or trade is dropped and counted
+by reason in :attr:`TradeStream.dropped` (``not_json``, ``too_large``, ``not_object``,
+``bad_data``: ``data`` not a list, ``bad_trade``: an item not an object or without ``s``/``p``/
+``t``, ``bad_price``: not a finite number > 0, ``bad_volume``: not a finite number >= 0,
+``bad_timestamp``: before 2000 or over a day ahead of the clock, ``unsubscribed``: a symbol
+this stream did not subscribe to, so memory stays bounded by the subscription set,
+``handler_error``: anything else). One warning per reason per ``log_every_s`` says how many;
+nothing malformed closes the connection.
+
 A dropped or refused connection is retried with exponential backoff (``backoff_base_s``
 doubling up to ``backoff_max_s``, at most ``max_retries`` failed attempts in a row, then the
 stream stops with ``status == "failed"``); every symbol is subscribed again on reconnect.
 The key is only in the URL handed to websocket-client: logs, ``last_error`` and exceptions
 show the URL redacted.
 
-:class:`LiveBarBuilder` aggregates trades into daily bars (by exchange-local date) and
-intraday bars (``interval_minutes``), per symbol, and knows when each symbol last traded:
-``is_stale(symbol, now, max_age_s)`` is true when no trade arrived for ``max_age_s``
-seconds, so nothing trades on an old price.
+:class:`~tools.live_bars.LiveBarBuilder` (re-exported here) turns the trades into daily and
+intraday bars and knows when each symbol last traded (the stale-feed check).
 """
 
 from __future__ import annotations
@@ -26,167 +33,27 @@ import json
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from zoneinfo import ZoneInfo
 
-import pandas as pd
 import websocket
 
 from graph.secrets import install_log_redaction, redact
-from tools.finnhub_gateway import CANDLE_COLUMNS, empty_bars
+from tools.live_bars import (  # re-exported: callers import the builder from here
+    EXCHANGE_TZ,
+    MAX_AHEAD_S,
+    LiveBarBuilder,
+    Trade,
+    parse_trade,
+)
+
+__all__ = ["EXCHANGE_TZ", "MAX_AHEAD_S", "FINNHUB_WS_URL", "LiveBarBuilder", "Trade", "TradeStream",
+           "parse_trade"]
 
 log = logging.getLogger("volt.stream")
 
 FINNHUB_WS_URL = "wss://ws.finnhub.io"
-EXCHANGE_TZ = "America/New_York"
-
-
-@dataclass(frozen=True)
-class Trade:
-    symbol: str
-    price: float
-    volume: float
-    ts_ms: int
-
-
-class _Bar:
-    __slots__ = ("open", "high", "low", "close", "volume", "first_ms", "last_ms", "trades")
-
-    def __init__(self, price: float, volume: float, ts_ms: int):
-        self.open = self.high = self.low = self.close = price
-        self.volume = volume
-        self.first_ms = self.last_ms = ts_ms
-        self.trades = 1
-
-    def add(self, price: float, volume: float, ts_ms: int) -> None:
-        self.high = max(self.high, price)
-        self.low = min(self.low, price)
-        self.volume += volume
-        self.trades += 1
-        if ts_ms < self.first_ms:  # trades can arrive out of order: open/close follow their time
-            self.first_ms, self.open = ts_ms, price
-        if ts_ms >= self.last_ms:
-            self.last_ms, self.close = ts_ms, price
-
-
-class LiveBarBuilder:
-    """Per-symbol OHLCV bars from trades: daily (exchange-local date) and intraday.
-
-    Thread-safe. Keeps at most ``max_daily`` daily and ``max_intraday`` intraday bars per
-    symbol. ``clock`` (epoch seconds) stamps each trade's arrival for :meth:`is_stale`.
-    """
-
-    def __init__(
-        self,
-        interval_minutes: int = 5,
-        *,
-        tz: str = EXCHANGE_TZ,
-        clock: Callable[[], float] = time.time,
-        max_daily: int = 400,
-        max_intraday: int = 2000,
-    ):
-        if interval_minutes < 1:
-            raise ValueError("interval_minutes must be at least 1")
-        self.interval_minutes = interval_minutes
-        self.tz = ZoneInfo(tz)
-        self._clock = clock
-        self._max_daily = max_daily
-        self._max_intraday = max_intraday
-        self._lock = threading.Lock()
-        self._daily: dict[str, OrderedDict[date, _Bar]] = {}
-        self._intraday: dict[str, OrderedDict[int, _Bar]] = {}
-        self._last_arrival: dict[str, float] = {}
-        self._last_trade: dict[str, Trade] = {}
-        self.trades_seen = 0
-
-    def add_trade(self, symbol: str, price: float, volume: float, ts_ms: int,
-                  received_at: float | None = None) -> bool:
-        """Add one trade; returns False (and ignores it) when the price is not positive."""
-        try:
-            price, volume, ts_ms = float(price), max(0.0, float(volume or 0.0)), int(ts_ms)
-        except (TypeError, ValueError):
-            return False
-        if not price > 0 or not symbol:
-            return False
-        symbol = str(symbol)
-        arrived = self._clock() if received_at is None else received_at
-        day = datetime.fromtimestamp(ts_ms / 1000, UTC).astimezone(self.tz).date()
-        bucket_ms = self.interval_minutes * 60_000
-        slot = ts_ms - ts_ms % bucket_ms
-        with self._lock:
-            self._put(self._daily.setdefault(symbol, OrderedDict()), day, price, volume, ts_ms, self._max_daily)
-            self._put(self._intraday.setdefault(symbol, OrderedDict()), slot, price, volume, ts_ms,
-                      self._max_intraday)
-            self._last_arrival[symbol] = max(arrived, self._last_arrival.get(symbol, arrived))
-            last = self._last_trade.get(symbol)
-            if last is None or ts_ms >= last.ts_ms:
-                self._last_trade[symbol] = Trade(symbol, price, volume, ts_ms)
-            self.trades_seen += 1
-        return True
-
-    @staticmethod
-    def _put(bars: OrderedDict, key: object, price: float, volume: float, ts_ms: int, cap: int) -> None:
-        bar = bars.get(key)
-        if bar is None:
-            bars[key] = _Bar(price, volume, ts_ms)
-            if len(bars) > cap:  # drop the oldest key (keys arrive almost always in order)
-                del bars[min(bars)]
-        else:
-            bar.add(price, volume, ts_ms)
-
-    def add_trades(self, trades: Iterable[Trade]) -> int:
-        return sum(self.add_trade(t.symbol, t.price, t.volume, t.ts_ms) for t in trades)
-
-    @property
-    def symbols(self) -> list[str]:
-        with self._lock:
-            return sorted(self._daily)
-
-    def daily_bars(self, symbol: str) -> pd.DataFrame:
-        """Daily OHLCV indexed by (naive) exchange-local date, oldest first."""
-        with self._lock:
-            bars = dict(self._daily.get(symbol, {}))
-        if not bars:
-            return empty_bars("date")
-        days = sorted(bars)
-        index = pd.DatetimeIndex([pd.Timestamp(d) for d in days], name="date")
-        return pd.DataFrame({c: [getattr(bars[d], c) for d in days] for c in CANDLE_COLUMNS}, index=index)
-
-    def intraday_bars(self, symbol: str) -> pd.DataFrame:
-        """Intraday OHLCV indexed by the UTC start of each ``interval_minutes`` bucket."""
-        with self._lock:
-            bars = dict(self._intraday.get(symbol, {}))
-        if not bars:
-            return empty_bars("time", utc=True)
-        slots = sorted(bars)
-        index = pd.DatetimeIndex(pd.to_datetime(slots, unit="ms", utc=True), name="time")
-        return pd.DataFrame({c: [getattr(bars[s], c) for s in slots] for c in CANDLE_COLUMNS}, index=index)
-
-    def last_trade(self, symbol: str) -> Trade | None:
-        with self._lock:
-            return self._last_trade.get(symbol)
-
-    def last_price(self, symbol: str) -> float | None:
-        trade = self.last_trade(symbol)
-        return None if trade is None else trade.price
-
-    def last_arrival(self, symbol: str) -> float | None:
-        with self._lock:
-            return self._last_arrival.get(symbol)
-
-    def is_stale(self, symbol: str, now: float | None, max_age_s: float) -> bool:
-        """True when ``symbol`` never traded, or its last trade arrived over ``max_age_s`` ago."""
-        arrived = self.last_arrival(symbol)
-        if arrived is None:
-            return True
-        now = self._clock() if now is None else now
-        return now - arrived > max_age_s
-
-    def stale_symbols(self, symbols: Iterable[str], now: float | None, max_age_s: float) -> list[str]:
-        return [s for s in symbols if self.is_stale(s, now, max_age_s)]
+MAX_MESSAGE_CHARS = 1_000_000  # Finnhub's trade messages are a few KB
 
 
 class TradeStream:
@@ -207,6 +74,9 @@ class TradeStream:
         connect_timeout_s: float = 10.0,
         recv_timeout_s: float = 1.0,
         sleep: Callable[[float], None] | None = None,
+        clock: Callable[[], float] = time.time,
+        log_every_s: float = 60.0,
+        max_message_chars: int = MAX_MESSAGE_CHARS,
     ):
         if not api_key or not api_key.strip():
             raise ValueError("api_key is empty")
@@ -224,11 +94,18 @@ class TradeStream:
         self.connect_timeout_s = connect_timeout_s
         self.recv_timeout_s = recv_timeout_s
         self._sleep = sleep
+        self._clock = clock
+        self.log_every_s = log_every_s
+        self.max_message_chars = max_message_chars
         self._symbols: list[str] = []
         for s in symbols:
             if (s := str(s).strip()) and s not in self._symbols:
                 self._symbols.append(s)
+        self._subscribed = frozenset(self._symbols)  # read by the reader thread without a lock
         self._lock = threading.Lock()
+        self._traded = threading.Condition()  # notified after each trade message
+        self._dropped: Counter[str] = Counter()
+        self._logged_at: dict[str, float] = {}  # reason -> when its last warning was logged
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._thread: threading.Thread | None = None
@@ -250,6 +127,12 @@ class TradeStream:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        """Dropped messages and trades so far, by reason (see the module docstring)."""
+        with self._lock:
+            return dict(self._dropped)
 
     @property
     def running(self) -> bool:
@@ -284,20 +167,38 @@ class TradeStream:
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
 
+    def wait_for_trades(self, symbols: Iterable[str] | None = None, timeout: float = 60.0) -> list[str]:
+        """Wait up to ``timeout`` seconds until every one of ``symbols`` (default: the
+        subscribed ones) has a trade fresher than ``stale_after_s``; returns those still
+        without one (``[]``: all traded). Returns early when the stream stops or fails."""
+        wanted = self.symbols if symbols is None else list(symbols)
+        deadline = time.monotonic() + max(0.0, timeout)
+        with self._traded:
+            while True:
+                missing = [s for s in wanted if self.is_stale(s)]
+                remaining = deadline - time.monotonic()
+                if not missing or remaining <= 0 or self._stop.is_set() or self.status == "failed":
+                    return missing
+                self._traded.wait(min(remaining, 0.5))  # also re-checks stop/failure twice a second
+
     def subscribe(self, symbol: str) -> None:
         symbol = str(symbol).strip()
         with self._lock:
             if not symbol or symbol in self._symbols:
                 return
             self._symbols.append(symbol)
+            self._subscribed = frozenset(self._symbols)
         self._send({"type": "subscribe", "symbol": symbol})
 
     def unsubscribe(self, symbol: str) -> None:
+        """Stop the symbol's trades and forget its bars (late trades count as ``unsubscribed``)."""
         with self._lock:
             if symbol not in self._symbols:
                 return
             self._symbols.remove(symbol)
+            self._subscribed = frozenset(self._symbols)
         self._send({"type": "unsubscribe", "symbol": symbol})
+        self.builder.forget(symbol)
 
     def is_stale(self, symbol: str, now: float | None = None, max_age_s: float | None = None) -> bool:
         """Stale when no trade arrived for ``max_age_s`` (default ``stale_after_s``)."""
@@ -386,31 +287,70 @@ class TradeStream:
             log.warning("trade stream %s: %s", self.url, error)
         return got_message
 
+    def _drop(self, reason: str, count: int = 1) -> None:
+        """Count ``count`` dropped messages or trades; one warning per reason per ``log_every_s``."""
+        with self._lock:
+            self._dropped[reason] += count
+            total = self._dropped[reason]
+        self._log_limited(reason, "trade stream: dropping malformed input (%s), %d so far", reason, total)
+
+    def _log_limited(self, key: str, text: str, *args: object) -> None:
+        now = self._clock()
+        with self._lock:
+            last = self._logged_at.get(key)
+            if last is not None and now - last < self.log_every_s:
+                return
+            self._logged_at[key] = now
+        log.warning(text, *args)
+
     def _handle(self, raw: str | bytes) -> None:
+        """One message from the server; never raises (a bad message must not drop the connection)."""
+        try:
+            self._handle_message(raw)
+        except Exception as exc:  # a case the checks below missed: counted, never fatal
+            log.debug("trade stream: message handler failed: %s", self._redact(exc)[:200])
+            self._drop("handler_error")
+
+    def _handle_message(self, raw: str | bytes) -> None:
+        if len(raw) > self.max_message_chars:
+            return self._drop("too_large")
         try:
             message = json.loads(raw)
-        except (TypeError, ValueError):
-            log.debug("trade stream: ignoring a non-JSON message")
-            return
-        if not isinstance(message, dict):
-            return
-        kind = message.get("type")
+        except (TypeError, ValueError, RecursionError):
+            return self._drop("not_json")
+        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            return self._drop("not_object")
+        kind = message["type"]
         if kind == "trade":
-            for item in message.get("data") or []:
-                if not isinstance(item, dict):
-                    continue
-                try:
-                    trade = Trade(str(item.get("s") or ""), float(item["p"]), float(item.get("v") or 0.0),
-                                  int(item["t"]))
-                except (KeyError, TypeError, ValueError):
-                    continue
-                if self.builder.add_trade(trade.symbol, trade.price, trade.volume, trade.ts_ms) and self.on_trade:
+            self._handle_trades(message.get("data"))
+        elif kind == "error":
+            text = self._redact(message.get("msg", ""))[:300]
+            with self._lock:
+                self.errors.append(text)
+                del self.errors[:-100]  # the last 100: a flood of errors must not grow memory
+            self._log_limited("server_error", "trade stream error from server: %s", text)
+        # "ping" and anything else: nothing to do
+
+    def _handle_trades(self, data: object) -> None:
+        if not isinstance(data, list):
+            return self._drop("bad_data")
+        now, subscribed, applied = self._clock(), self._subscribed, 0
+        dropped: Counter[str] = Counter()  # counted once per message: a flood costs one lock each
+        for item in data:
+            trade = parse_trade(item, now)
+            if isinstance(trade, str):
+                dropped[trade] += 1
+            elif trade.symbol not in subscribed:
+                dropped["unsubscribed"] += 1
+            elif self.builder.add_trade(trade.symbol, trade.price, trade.volume, trade.ts_ms):
+                applied += 1
+                if self.on_trade:
                     try:
                         self.on_trade(trade)
                     except Exception as exc:  # a consumer's bug must not kill the stream
                         log.warning("on_trade callback failed: %s", self._redact(exc))
-        elif kind == "error":
-            text = self._redact(message.get("msg", ""))[:300]
-            self.errors.append(text)
-            log.warning("trade stream error from server: %s", text)
-        # "ping" and anything else: nothing to do
+        for reason, count in dropped.items():
+            self._drop(reason, count)
+        if applied:
+            with self._traded:
+                self._traded.notify_all()
