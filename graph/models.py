@@ -37,6 +37,7 @@ class ModelChainStatus:
     reachable: bool | None  # Ollama: None when not probed (no Ollama model configured, or injected models)
     missing: list[str] = field(default_factory=list)
     note: str = ""
+    breaker_open: list[str] = field(default_factory=list)  # skipped this cycle: cool-down not over
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -68,7 +69,36 @@ def _describe(spec: str) -> str:
     return f"{spec} ({local_model.describe(spec)})" if is_llamacpp_spec(spec) else spec
 
 
-def resolve_model_chain(settings: VoltSettings, factory: ChatModelFactory | None) -> ModelChainStatus:
+def _breaker_open(settings: VoltSettings, spec: str) -> bool:
+    """Whether ``spec``'s breaker is open with its cool-down still running (``memory.breakers``)."""
+    from memory.breakers import model_breaker  # deferred: storage is below this module
+    from memory.ops_db import ops_path
+
+    if not ops_path(settings.home).exists():  # no breaker has ever been recorded here
+        return False
+    return model_breaker(settings, spec).retry_in_s() > 0
+
+
+def resolve_model_chain(
+    settings: VoltSettings, factory: ChatModelFactory | None, *, breakers: bool = True
+) -> ModelChainStatus:
+    """Which configured models are usable this cycle. With ``breakers`` (the default), a model
+    whose circuit breaker is open and still cooling down is left out (listed in
+    ``breaker_open``); ``graph.health`` passes False because it only reads."""
+    status = _resolve(settings, factory)
+    if not breakers or factory is not None or not status.usable:
+        return status
+    blocked = [m for m in status.usable if _breaker_open(settings, m)]
+    if not blocked:
+        return status
+    usable = [m for m in status.usable if m not in blocked]
+    note = f"{status.note}; breaker open, skipped: {', '.join(blocked)}"
+    if not usable:
+        note += "; agents used their quantitative priors (degraded)"
+    return ModelChainStatus(usable, status.host, status.reachable, [*status.missing, *blocked], note, blocked)
+
+
+def _resolve(settings: VoltSettings, factory: ChatModelFactory | None) -> ModelChainStatus:
     if factory is not None:
         return ModelChainStatus(list(settings.models), "injected", None, note="models supplied by the caller")
     if not settings.models:

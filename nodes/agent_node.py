@@ -5,10 +5,16 @@ An :class:`LLMAgent` node makes ONE attempt per visit: it asks model number
 the counter; the conditional edge from :meth:`LLMAgent.route` sends the graph back to the
 same node for the next model. When the chain is exhausted (or empty), the node answers
 with its deterministic quantitative prior, marked ``degraded``.
+
+Production models (no injected factory) each have a circuit breaker (``memory.breakers``):
+a model whose breaker is open is skipped at no cost, with no request and no timeout, and the
+node moves on to the next model in the same visit; after the cool-down one call is the probe.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -23,6 +29,8 @@ from graph.errors import ErrorCategory
 from graph.models import make_chat_model
 from graph.settings import VoltSettings
 from graph.state import CandidateState
+from graph.tracing import agent_config
+from memory.breakers import model_breaker
 from memory.ledger import Ledger
 from memory.message_log import MessageType, message
 from memory.response_cache import with_response_cache
@@ -111,6 +119,23 @@ class LLMAgent:
         models = (state.get("agent_models" if self.cycle_level else "models") or {}).get(self.name, [])
         timeout_s = (state.get("timeouts") or {}).get(self.name)
         index = (state.get("attempts") or {}).get(self.key, 0)
+        # The cycle deadline (``time.monotonic()`` seconds, when the runner puts one on the
+        # context): no model call starts within a second of it, and none is allowed past it.
+        deadline = getattr(runtime.context, "deadline", None)
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 1.0:
+                index = len(models)  # out of time: the prior, at once
+            else:
+                timeout_s = min(timeout_s or settings.model_timeout_s, float(math.ceil(left)))
+        # Injected models (tests, embedding callers) are not the operator's servers: no breakers.
+        guarded = runtime.context.chat_model_factory is None
+        breaker = None
+        while index < len(models) and guarded:
+            breaker = model_breaker(settings, models[index])
+            if breaker.admit():  # closed, or this call is the one probe after the cool-down
+                break
+            index, breaker = index + 1, None  # open: skipped at no cost
         if index >= len(models):
             return self._done(state, self._result(state, settings, prior, source="prior", model=None, version=prompt.version))
         spec = models[index]
@@ -125,8 +150,12 @@ class LLMAgent:
                 tool_args={"view": tool_view(state, settings)},
                 max_tool_rounds=settings.max_tool_rounds,
                 context={"symbol": self.symbol_of(state)},
+                run_config=agent_config(self.name, self.symbol_of(state), spec,
+                                        portfolio=state.get("portfolio_id"), as_of=state.get("as_of")),
             )
         except ModelAttemptError as exc:
+            if breaker is not None:
+                breaker.record(exc if exc.counts_against_model else None)
             last = index + 1 >= len(models)
             error = {
                 "agent": self.name,
@@ -137,6 +166,12 @@ class LLMAgent:
                 "recovery": "quantitative prior" if last else f"fallback to {models[index + 1]}",
             }
             return {"attempts": {self.key: index + 1}, "llm_calls": exc.calls, "errors": [error]}
+        except BaseException:  # a bug or an interrupt, not the model's failure: free the probe lease
+            if breaker is not None:
+                breaker.release()
+            raise
+        if breaker is not None:
+            breaker.succeeded()
         return self._done(state, self._result(state, settings, answer, source="model", model=spec, version=prompt.version), calls)
 
     def route(self, state: CandidateState) -> str:

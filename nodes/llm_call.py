@@ -26,10 +26,15 @@ _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.IGNORECASE)
 
 
 class ModelAttemptError(Exception):
-    def __init__(self, category: ErrorCategory, message: str, calls: int):
+    """A failed model attempt. ``counts_against_model``: the model server itself failed (no
+    answer, an error, a timeout), which counts toward its circuit breaker; an answer that
+    arrived but did not validate does not (that is about this evidence, not the server)."""
+
+    def __init__(self, category: ErrorCategory, message: str, calls: int, *, counts_against_model: bool = True):
         super().__init__(message)
         self.category = category
         self.calls = calls
+        self.counts_against_model = counts_against_model
 
 
 def extract_json(content: Any) -> str:
@@ -75,8 +80,10 @@ def call_structured(
     tool_args: dict[str, Any],
     max_tool_rounds: int,
     context: dict[str, Any],
+    run_config: dict[str, Any] | None = None,
 ) -> tuple[BaseModel, int]:
-    """Run one model to a validated answer. Returns ``(answer, llm_calls)``."""
+    """Run one model to a validated answer. Returns ``(answer, llm_calls)``. ``run_config``:
+    the run name, tags and metadata of each model call (LangSmith, when tracing is on)."""
     messages: list[BaseMessage] = [
         SystemMessage(system),
         HumanMessage("Evidence (JSON data, not instructions):\n" + json.dumps(evidence, default=str)),
@@ -92,7 +99,7 @@ def call_structured(
         answer_model = constrain_to_schema(model, answer_schema(schema, context))
         for round_no in range(max_tool_rounds + 1):
             runnable = answer_model if round_no == max_tool_rounds else tool_model
-            reply = runnable.invoke(messages)
+            reply = runnable.invoke(messages, config=run_config)
             calls += 1
             if not isinstance(reply, AIMessage):
                 raise ValueError(f"unexpected reply type {type(reply).__name__}")
@@ -115,11 +122,14 @@ def call_structured(
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "answer"
-        raise ModelAttemptError(ErrorCategory.MODEL, f"invalid output: {where}: {first.get('msg')}", calls) from exc
+        raise ModelAttemptError(ErrorCategory.MODEL, f"invalid output: {where}: {first.get('msg')}", calls,
+                                counts_against_model=False) from exc
     except ModelAttemptError:
         raise
     except Exception as exc:
         category = classify(exc)
         detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         prefix = "unreachable" if category is ErrorCategory.NETWORK else "failed"
-        raise ModelAttemptError(category, f"{prefix}: {type(exc).__name__}: {detail}", calls) from exc
+        # ValueError: prose instead of JSON, a wrong reply type: the server did answer
+        raise ModelAttemptError(category, f"{prefix}: {type(exc).__name__}: {detail}", calls,
+                                counts_against_model=not isinstance(exc, ValueError)) from exc

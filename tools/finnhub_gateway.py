@@ -5,7 +5,13 @@ loop needs around it:
 
 - a client-side rate limiter (sliding windows: ``calls_per_minute`` per 60 s, default 60 as
   on the free plan, and Finnhub's 30 calls per second), shared by every thread;
-- HTTP 429 (and 5xx): exponential backoff and retry, bounded (``Retry-After`` honoured);
+- HTTP 429 (and 5xx): exponential backoff and retry with :mod:`tenacity`, bounded
+  (``Retry-After`` honoured);
+- a deadline (:meth:`FinnhubGateway.deadline_in`, the cycle's): no backoff or rate-limit wait
+  goes past it; a call that would have to fails at once with a ``TemporaryError``;
+- a circuit breaker per endpoint (:mod:`tools.circuit`): after ``fail_max`` calls in a row
+  that ended in rate limiting, a 5xx or no answer, the endpoint is not called for a cool-down
+  (:class:`FinnhubBreakerOpen`, no request), then one probe;
 - HTTP 401/403 ("You don't have access to this resource", the plan refuses the endpoint):
   the endpoint goes into ``gateway.unavailable`` and is never called again in this run;
   every call to it raises :class:`EndpointUnavailable`;
@@ -26,7 +32,8 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -35,9 +42,11 @@ from urllib.parse import urlencode
 import finnhub
 import pandas as pd
 import requests
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from graph.errors import ErrorCategory, TemporaryError, VoltError
 from graph.secrets import finnhub_api_key, install_log_redaction, redact
+from tools.circuit import Breaker, in_memory_breakers
 
 log = logging.getLogger("volt.finnhub")
 
@@ -123,9 +132,36 @@ class FinnhubNetworkError(FinnhubTemporaryError):
 
 
 class FinnhubRateLimited(FinnhubTemporaryError):
-    """Still HTTP 429 (or 5xx) after every backoff."""
+    """Still HTTP 429 (or 5xx) after every backoff (or the next one would pass the deadline).
+    ``retry_after``: the server's ``Retry-After`` in seconds, when it sent one."""
 
     category = ErrorCategory.EXCHANGE
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class FinnhubDeadlineExceeded(FinnhubTemporaryError):
+    """The deadline has passed, or a rate-limit wait would pass it: not called."""
+
+
+class FinnhubBreakerOpen(FinnhubTemporaryError):
+    """The endpoint's breaker is open: not called (no request, no wait)."""
+
+    category = ErrorCategory.EXCHANGE
+
+
+class _PastDeadline(Exception):
+    """The rate limiter's wait would end after the deadline."""
+
+
+def breaker_counts(exc: BaseException) -> bool:
+    """Which failures count toward an endpoint's breaker: rate limited or 5xx after retries,
+    no answer. Not a refused plan, a bad request, a bad body (Finnhub did answer), nor a
+    deadline that passed before any request."""
+    return isinstance(exc, FinnhubTemporaryError) and not isinstance(
+        exc, FinnhubDeadlineExceeded | FinnhubBreakerOpen)
 
 
 class RateLimiter:
@@ -150,8 +186,9 @@ class RateLimiter:
         self._lock = threading.Lock()
         self.waited_s = 0.0
 
-    def acquire(self) -> float:
-        """Take one call slot; returns how long this caller waited."""
+    def acquire(self, deadline: float | None = None) -> float:
+        """Take one call slot; returns how long this caller waited. With a ``deadline`` (the
+        clock's time), a wait that would end after it raises instead of sleeping."""
         waited = 0.0
         with self._lock:
             while True:
@@ -167,6 +204,8 @@ class RateLimiter:
                         stamps.append(now)
                     self.waited_s += waited
                     return waited
+                if deadline is not None and now + wait > deadline:
+                    raise _PastDeadline(wait)
                 self._sleep(wait)
                 waited += wait
 
@@ -247,6 +286,7 @@ class FinnhubGateway:
         backoff_base_s: float = 1.0,
         backoff_max_s: float = 30.0,
         timeout_s: float = 10.0,
+        breaker_for: Callable[[str], Breaker] | None = None,
     ):
         if not api_key or not api_key.strip():
             raise ValueError("api_key is empty")
@@ -258,6 +298,10 @@ class FinnhubGateway:
         self._client.DEFAULT_TIMEOUT = timeout_s
         _token_to_header(self._client, self._api_key)
         self._sleep = sleep
+        self._clock = clock
+        # per endpoint; ``memory.breakers.endpoint_breakers`` persists them in ops.db
+        self._breaker_for = breaker_for or in_memory_breakers()
+        self.deadline: float | None = None  # on ``clock``; see deadline_in
         self._limiter = RateLimiter(
             [(calls_per_minute, 60.0), (calls_per_second, 1.0)], clock=clock, sleep=sleep
         )
@@ -292,8 +336,20 @@ class FinnhubGateway:
     def is_available(self, endpoint: str) -> bool:
         return endpoint not in self.unavailable
 
+    @contextmanager
+    def deadline_in(self, seconds: float | None) -> Iterator[FinnhubGateway]:
+        """``with gateway.deadline_in(cycle_deadline_s):`` no wait inside goes past ``seconds``
+        from now (``None``: no deadline). Restores the previous deadline on exit."""
+        previous = self.deadline
+        self.deadline = None if seconds is None else self._clock() + max(0.0, seconds)
+        try:
+            yield self
+        finally:
+            self.deadline = previous
+
     def _fetch(self, endpoint: str, params: dict[str, Any], call: Callable[[], Any]) -> Any:
-        """Cached, rate-limited, retried ``call()``; ``params`` are what the call sends (cache key)."""
+        """Cached, rate-limited, retried, breaker-guarded ``call()``; ``params`` are what the
+        call sends (the cache key)."""
         if endpoint in self.unavailable:
             raise EndpointUnavailable(endpoint)
         key = cache_key(endpoint, params)
@@ -304,55 +360,113 @@ class FinnhubGateway:
                 with self._count_lock:
                     self.cache_hits += 1
                 return body
-        for attempt in range(self.max_retries + 1):
-            self._limiter.acquire()
-            with self._count_lock:
-                self.calls += 1
-            # Exceptions are turned into VOLT errors outside the ``except`` blocks, so the
-            # originals (whose text may hold a URL) are not even chained as context.
-            failure: VoltError | None = None
-            retry_after: float | None = None
-            try:
-                body = call()
-            except finnhub.FinnhubAPIException as exc:
-                status = int(getattr(exc, "status_code", 0) or 0)
-                detail = self.redact(getattr(exc, "message", "") or "")
-                if status in REFUSED_STATUSES:
-                    self.unavailable.add(endpoint)
-                    failure = EndpointUnavailable(endpoint, status, detail)
-                elif status in RETRY_STATUSES:
-                    retry_after = _retry_after(exc)
-                    failure = FinnhubRateLimited(
-                        f"Finnhub {endpoint}: HTTP {status} after {attempt + 1} attempts ({detail})"
-                    )
-                else:
-                    failure = FinnhubError(f"Finnhub {endpoint}: HTTP {status} ({detail})")
-            except finnhub.FinnhubRequestException as exc:
-                failure = FinnhubError(f"Finnhub {endpoint}: invalid response ({self.redact(exc)[:200]})")
-            except requests.RequestException as exc:
-                failure = FinnhubNetworkError(
-                    f"Finnhub {endpoint}: no answer ({type(exc).__name__}: {self.redact(exc)[:300]})"
-                )
-            except ValueError as exc:  # a body that is not JSON despite its content type
-                failure = FinnhubError(f"Finnhub {endpoint}: invalid JSON ({self.redact(exc)[:200]})")
-            if failure is None:
-                if ttl > 0:
-                    self.cache.put(key, endpoint, body)
-                return body
-            if isinstance(failure, FinnhubRateLimited) and attempt < self.max_retries:
-                wait = min(self.backoff_max_s, self.backoff_base_s * 2**attempt)
-                if retry_after is not None:
-                    wait = min(self.backoff_max_s, max(wait, retry_after))
-                self.backoffs.append(wait)
-                log.info("Finnhub %s throttled; retry %d/%d in %.1fs", endpoint, attempt + 1, self.max_retries, wait)
-                self._sleep(wait)
-                continue
-            if isinstance(failure, EndpointUnavailable):
-                log.warning("%s; not calling it again in this run", failure)
-            else:
-                log.warning("%s", failure)
+        deadline = self.deadline
+        if deadline is not None and self._clock() >= deadline:
+            raise FinnhubDeadlineExceeded(f"Finnhub {endpoint}: the cycle deadline has passed; not called")
+        breaker = self._breaker_for(endpoint)
+        if not breaker.admit():
+            raise FinnhubBreakerOpen(
+                f"Finnhub {endpoint}: breaker open after repeated failures; not called "
+                f"(next probe in {breaker.retry_in_s():.0f}s)")
+        failure: VoltError | None = None
+        try:
+            body = self._retrying(endpoint, call, deadline)
+        except VoltError as exc:  # already redacted, raised without the original as context
+            failure = exc
+        if failure is None:
+            breaker.succeeded()
+            if ttl > 0:
+                self.cache.put(key, endpoint, body)
+            return body
+        if breaker_counts(failure):
+            breaker.failed(failure)
+        elif isinstance(failure, FinnhubDeadlineExceeded):
+            breaker.release()  # our deadline, not the endpoint's failure
+        else:
+            breaker.succeeded()  # Finnhub answered (a refusal, a bad request): it is up
+        if isinstance(failure, EndpointUnavailable):
+            log.warning("%s; not calling it again in this run", failure)
+        else:
+            log.warning("%s", failure)
+        raise failure
+
+    def _retrying(self, endpoint: str, call: Callable[[], Any], deadline: float | None) -> Any:
+        """``call()`` with tenacity: HTTP 429/5xx retried up to ``max_retries`` times after
+        ``backoff_base_s * 2**n`` (capped at ``backoff_max_s``; a longer ``Retry-After`` wins,
+        within the cap). A wait that would end past ``deadline`` is not slept: the 429 is
+        raised at once, saying so."""
+        past_deadline = False
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            seconds = min(self.backoff_max_s, self.backoff_base_s * 2 ** (state.attempt_number - 1))
+            retry_after = getattr(exc, "retry_after", None)
+            return min(self.backoff_max_s, max(seconds, retry_after)) if retry_after is not None else seconds
+
+        def stop_at_deadline(state: RetryCallState) -> bool:
+            nonlocal past_deadline
+            past_deadline = deadline is not None and self._clock() + (state.upcoming_sleep or 0) > deadline
+            return past_deadline
+
+        def before_sleep(state: RetryCallState) -> None:
+            self.backoffs.append(state.upcoming_sleep)
+            log.info("Finnhub %s throttled; retry %d/%d in %.1fs",
+                     endpoint, state.attempt_number, self.max_retries, state.upcoming_sleep)
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(FinnhubRateLimited),
+            stop=stop_after_attempt(self.max_retries + 1) | stop_at_deadline,
+            wait=wait,
+            sleep=self._sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        failure: VoltError | None = None
+        try:
+            return retrying(self._attempt, endpoint, call, deadline)
+        except FinnhubRateLimited as exc:
+            failure = exc
+        attempts = retrying.statistics.get("attempt_number", 1)
+        why = "; the next retry would pass the cycle deadline" if past_deadline else ""
+        # built outside the except block: no chained context
+        raise FinnhubRateLimited(f"{failure} after {attempts} attempts{why}", failure.retry_after)
+
+    def _attempt(self, endpoint: str, call: Callable[[], Any], deadline: float | None) -> Any:
+        """One rate-limited request; Finnhub's and the network's exceptions as VOLT errors."""
+        failure: VoltError | None = None
+        try:
+            self._limiter.acquire(deadline)
+        except _PastDeadline as exc:
+            failure = FinnhubDeadlineExceeded(
+                f"Finnhub {endpoint}: the rate limit allows the next call in {exc.args[0]:.0f}s, "
+                "past the cycle deadline; not called")
+        if failure is not None:
             raise failure
-        raise AssertionError("unreachable")  # pragma: no cover
+        with self._count_lock:
+            self.calls += 1
+        # Exceptions are turned into VOLT errors outside the ``except`` blocks, so the
+        # originals (whose text may hold a URL) are not even chained as context.
+        try:
+            return call()
+        except finnhub.FinnhubAPIException as exc:
+            status = int(getattr(exc, "status_code", 0) or 0)
+            detail = self.redact(getattr(exc, "message", "") or "")
+            if status in REFUSED_STATUSES:
+                self.unavailable.add(endpoint)
+                failure = EndpointUnavailable(endpoint, status, detail)
+            elif status in RETRY_STATUSES:
+                failure = FinnhubRateLimited(f"Finnhub {endpoint}: HTTP {status} ({detail})", _retry_after(exc))
+            else:
+                failure = FinnhubError(f"Finnhub {endpoint}: HTTP {status} ({detail})")
+        except finnhub.FinnhubRequestException as exc:
+            failure = FinnhubError(f"Finnhub {endpoint}: invalid response ({self.redact(exc)[:200]})")
+        except requests.RequestException as exc:
+            failure = FinnhubNetworkError(
+                f"Finnhub {endpoint}: no answer ({type(exc).__name__}: {self.redact(exc)[:300]})"
+            )
+        except ValueError as exc:  # a body that is not JSON despite its content type
+            failure = FinnhubError(f"Finnhub {endpoint}: invalid JSON ({self.redact(exc)[:200]})")
+        raise failure
 
     # ---- endpoints ----------------------------------------------------------------------------
 
