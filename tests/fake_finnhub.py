@@ -95,6 +95,7 @@ class FakeFinnhub:
         self.bodies: dict[str, Callable[[dict[str, str]], Any] | Any] = {}
         self.quotes: dict[str, dict] = {}
         self.no_data: set[str] = set()
+        self.splits: dict[str, list[dict]] = {}  # /stock/split bodies per symbol
         self._lock = threading.Lock()
         owner = self
 
@@ -194,6 +195,9 @@ class FakeFinnhub:
     def _quote(self, p: dict) -> dict:
         symbol = p.get("symbol", "")
         return self.quotes.get(symbol) or default_quote(symbol, int(self.now()))
+
+    def _stock_split(self, p: dict) -> list:
+        return self.splits.get(p.get("symbol", ""), [])
 
     def _stock_candle(self, p: dict) -> dict:
         symbol, res = p.get("symbol", ""), p.get("resolution", "D")

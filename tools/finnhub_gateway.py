@@ -53,6 +53,7 @@ log = logging.getLogger("volt.finnhub")
 # Endpoint names are Finnhub's paths without the leading slash.
 QUOTE = "quote"
 STOCK_CANDLE = "stock/candle"
+STOCK_SPLIT = "stock/split"
 CRYPTO_CANDLE = "crypto/candle"
 INDICATOR = "indicator"
 COMPANY_NEWS = "company-news"
@@ -68,6 +69,7 @@ MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
 DEFAULT_TTLS: dict[str, float] = {
     QUOTE: 15.0,
     STOCK_CANDLE: 5 * MINUTE,
+    STOCK_SPLIT: DAY,
     CRYPTO_CANDLE: 5 * MINUTE,
     INDICATOR: 5 * MINUTE,
     COMPANY_NEWS: 15 * MINUTE,
@@ -495,6 +497,29 @@ class FinnhubGateway:
         frame = _candle_frame(body, f"{symbol} daily", daily=True)
         lo, hi = pd.Timestamp(start), pd.Timestamp(end)
         return frame[(frame.index >= lo) & (frame.index <= hi)]
+
+    def stock_splits(self, symbol: str, start: date, end: date) -> list[dict[str, Any]]:
+        """Splits effective ``start``..``end``: ``[{"date": "YYYY-MM-DD", "ratio": new/old}]``
+        (``ratio`` 2.0 for 2:1, 0.1 for a 1:10 reverse split), oldest first. Entries that are
+        not a date with finite positive factors are dropped (untrusted input).
+        :class:`EndpointUnavailable` when the plan refuses the endpoint."""
+        symbol = _stock(symbol)
+        params = {"symbol": symbol, "from": f"{start:%Y-%m-%d}", "to": f"{end:%Y-%m-%d}"}
+        body = self._fetch(
+            STOCK_SPLIT, params, lambda: self._client.stock_splits(symbol, _from=params["from"], to=params["to"])
+        )
+        out: list[dict[str, Any]] = []
+        for item in body if isinstance(body, list) else []:
+            if not isinstance(item, dict):
+                continue
+            new, old, day = _float(item.get("toFactor")), _float(item.get("fromFactor")), item.get("date")
+            try:
+                when = date.fromisoformat(str(day))
+            except ValueError:
+                continue
+            if new and old and new > 0 and old > 0 and start <= when <= end:
+                out.append({"date": f"{when:%Y-%m-%d}", "ratio": new / old})
+        return sorted(out, key=lambda x: x["date"])
 
     def intraday_candles(
         self, symbol: str, resolution: str | int, start: date | datetime | float, end: date | datetime | float

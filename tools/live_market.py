@@ -21,8 +21,15 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 
 from graph.errors import DataError, OperationalError
-from tools.finnhub_gateway import STOCK_CANDLE, EndpointUnavailable, FinnhubError, FinnhubGateway
-from tools.market_data import MarketDataset, SymbolIssue, dataset_from_frame
+from tools.finnhub_gateway import (
+    STOCK_CANDLE,
+    STOCK_SPLIT,
+    EndpointUnavailable,
+    FinnhubError,
+    FinnhubGateway,
+)
+from tools.market import DataOptions
+from tools.market_data import MarketDataset, Split, SymbolIssue, dataset_from_frame
 from tools.trade_stream import EXCHANGE_TZ
 
 if TYPE_CHECKING:
@@ -54,11 +61,17 @@ def load_live_dataset(
     history_days: int = 120,
     stream: TradeStream | None = None,
     min_history: int = 50,
+    options: DataOptions | None = None,
 ) -> tuple[MarketDataset, list[str]]:
     """Daily bars up to ``today`` for ``watchlist``, and notes for the cycle summary.
 
     ``history_days`` is calendar days of candles to ask for (120 give about 80 trading days,
     enough for the 50-bar indicators). Raises :class:`LiveDataError` when no symbol has any bar.
+
+    Finnhub's candles are already split-adjusted, so splits cannot be seen in them: Finnhub's
+    split list (``stock/split``, where the plan allows it) gives ``dataset.splits``, which the
+    ledger applies to held positions (kept in as-traded shares). ``options``: the data
+    options (outlier guard, split detection on stream bars), defaults when None.
     """
     symbols = list(dict.fromkeys(s.strip().upper() for s in watchlist if s and s.strip()))
     if not symbols:
@@ -93,11 +106,39 @@ def load_live_dataset(
     if not rows:
         first = "; ".join(f"{s}: {why}" for s, why in list(problems.items())[:3])
         raise LiveDataError(f"live data: no bars for any of {len(symbols)} symbols ({first})")
-    dataset = dataset_from_frame(pd.DataFrame(rows), source)
+    dataset = dataset_from_frame(pd.DataFrame(rows), source, options=options)
     for symbol, why in problems.items():
         if symbol not in dataset.bars and symbol not in dataset.issues:
             dataset.issues[symbol] = SymbolIssue(symbol, why, None)
+    if candles:
+        notes += _add_reported_splits(gateway, dataset, today - timedelta(days=history_days), today)
     return dataset, notes
+
+
+def _add_reported_splits(gateway: FinnhubGateway, dataset: MarketDataset, start: date, end: date) -> list[str]:
+    """Merge Finnhub's reported splits into ``dataset.splits`` (one per symbol and ex-date);
+    notes for the cycle: the splits found, or why the list is unavailable."""
+    if not gateway.is_available(STOCK_SPLIT):
+        return []
+    notes = []
+    for symbol in sorted(dataset.bars):
+        try:
+            reported = gateway.stock_splits(symbol, start, end)
+        except EndpointUnavailable:
+            return [*notes, "split data refused by the Finnhub plan: a split while a position is held is not applied"]
+        except FinnhubError as exc:
+            notes.append(f"DATA {symbol}: no split data ({exc})")
+            continue
+        known = {sp.ex_date for sp in dataset.splits.get(symbol, [])}
+        for item in reported:
+            ex_date = pd.Timestamp(item["date"])
+            if ex_date in known:
+                continue
+            split = Split(symbol, ex_date, float(item["ratio"]), "reported by Finnhub")
+            dataset.splits.setdefault(symbol, []).append(split)
+            notes.append(split.note())
+        dataset.splits.get(symbol, []).sort(key=lambda sp: sp.ex_date)
+    return notes
 
 
 def latest_price(
