@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
+
+from graph.report_ops import operations_fields, operations_lines
+from graph.report_positions import positions_fields, positions_lines
 
 MAX_DATA_ERRORS_SHOWN = 8
 
@@ -37,6 +41,15 @@ class CycleReport(BaseModel):
     improvements: list[dict[str, Any]]
     errors: list[dict[str, Any]]
     data_errors: list[dict[str, Any]]
+    # operations (graph/report_ops.py): symbols with too little history yet (notes, not errors),
+    # errors per category, open breakers, alerts raised during this cycle, the short model line
+    short_history: list[str] = []
+    error_counts: dict[str, int] = {}
+    breakers: list[dict[str, Any]] = []
+    alerts: list[dict[str, Any]] = []
+    model_line: str = ""
+    # plans, exits by kind, protections (graph/report_positions.py)
+    positions: dict[str, Any] = {}
 
 
 def _signal(agent_result: dict | None) -> dict | None:
@@ -50,7 +63,11 @@ def _signal(agent_result: dict | None) -> dict | None:
             **agent_result["output"]}
 
 
-def build_report(state: dict, *, resumed: bool = False, notes: list[str] | None = None) -> CycleReport:
+def build_report(state: dict, *, resumed: bool = False, notes: list[str] | None = None,
+                 home: Path | None = None, verbose: bool = False, alerts_since: float | None = None) -> CycleReport:
+    """The cycle's report. With ``home``: the breakers open now and the alerts raised since
+    ``alerts_since`` (unix s) from its ``ops.db`` (read only if it exists). ``verbose``: the
+    model chain's full status instead of one short line."""
     decisions = sorted(state.get("decisions", []), key=lambda d: state["candidates"].index(d["symbol"]))
     signals = [s for d in decisions
                for s in (_signal(d.get(k)) for k in ("market", "sentiment", "forex", "strategy", "risk", "audit")) if s]
@@ -85,6 +102,8 @@ def build_report(state: dict, *, resumed: bool = False, notes: list[str] | None 
         improvements=state.get("improvements", []),
         errors=state.get("errors", []),
         data_errors=state.get("data_errors", []),
+        **operations_fields(state, home=home, verbose=verbose, alerts_since=alerts_since),
+        **positions_fields(state),
     )
 
 
@@ -108,7 +127,8 @@ def render_text(report: CycleReport) -> str:
         add(f"note: {note}")
     for note in report.market_context.get("data_notes") or []:  # splits/rejected bars of candidates
         add(f"note: {note}")
-    add(report.models.get("note") or "models: " + ", ".join(report.models.get("usable", [])))
+    add(report.model_line or report.models.get("note") or "models: " + ", ".join(report.models.get("usable", [])))
+    lines.extend(operations_lines(report))
     shown = ", ".join(f"{s} ({report.scores.get(s):+.2f})" if report.scores.get(s) is not None else s
                       for s in report.candidates)
     add(f"candidates (volume surge + momentum, plus held): {shown or 'none'}")
@@ -187,6 +207,7 @@ def render_text(report: CycleReport) -> str:
                 add(f"  {o['side']:<4} {o['symbol']:<6} not filled: {o['reason']}")
     else:
         add("orders: none")
+    lines.extend(positions_lines(report))
     p = report.portfolio
     add(f"portfolio after: cash {p.get('cash', 0):.2f} USD | equity {p.get('equity', 0):.2f} USD | "
         f"exposure {p.get('exposure_pct', 0):.0%} | unrealized {p.get('unrealized_pnl', 0):+.2f} | "

@@ -25,6 +25,11 @@ class VoltSettings(BaseSettings):
     source: Literal["replay", "finnhub"] = Field(default="replay", description="Replay data, or live Finnhub.")
     stale_after_s: float = Field(default=900.0, gt=0, description="Live: an older price is stale (no trade).")
     finnhub_ws_url: str = Field(default="wss://ws.finnhub.io", description="Live trade stream.")
+    market_calendar: str = Field(
+        default="XNYS", pattern=r"^(none|[A-Z0-9]{3,6})$",
+        description="Live loop: exchange_calendars name whose sessions it sleeps between; "
+        "'none' polls every --loop SECONDS (24/7 markets, tests).",
+    )
     stream_warmup_s: float = Field(
         default=60.0, ge=0,
         description="Live loop: seconds the first cycle waits for a trade per watchlist symbol.",
@@ -75,7 +80,32 @@ class VoltSettings(BaseSettings):
     )
     default_size_pct: float = Field(default=0.10, gt=0, le=1)
     consensus_threshold: float = Field(default=0.25, gt=0, lt=1)
+    # action chains (graph/chains.py): the user-editable file, validated at start-up
+    chains_file: Path = Field(
+        default=Path(__file__).resolve().parents[1] / "config" / "chains.toml",
+        description="Action chains and consensus models (TOML); default: the shipped config/chains.toml.")
+    reduce_fraction: float = Field(
+        default=0.5, gt=0, lt=1, description="Exit review REDUCE: this fraction of the held quantity is sold.")
     min_history: int = Field(default=50, ge=50, description="Bars needed for the indicators.")
+
+    # position plans, dust and protections (tools/trading/)
+    max_holding_days: int = Field(default=20, ge=1, le=500, description="A plan's horizon: trading days "
+                                  "after the entry fill at whose open the broker exits (time exit).")
+    trailing_stop_pct: float = Field(default=0.0, ge=0, lt=1, description="Trailing stop below the best "
+                                     "price since entry (fraction); 0 = off.")
+    risk_per_trade_pct: float = Field(default=0.02, gt=0, le=1, allow_inf_nan=False, description="Most "
+                                      "equity a trade may lose at its stop: stop distance x shares is sized to it.")
+    min_order_notional: float = Field(default=5.0, ge=0, allow_inf_nan=False,
+                                      description="USD; a smaller order is not placed.")
+    dust_notional: float = Field(default=1.0, ge=0, allow_inf_nan=False,
+                                 description="USD; a position worth less is closed out by the broker.")
+    halt_cooldown_cycles: int = Field(default=10, ge=0, le=1000, description="Cycles in a drawdown halt after "
+                                      "which the peak resets to the equity then (0 = never: an absorbing halt).")
+    trading_breaker_window: int = Field(default=5, ge=1, le=250, description="Cycles the trading breaker looks back.")
+    trading_breaker_rate: float = Field(default=0.5, gt=0, le=1, description="Failed share of the orders "
+                                        "in the window above which no new orders are placed.")
+    market_breaker_pct: float = Field(default=0.07, gt=0, le=1, description="An index move larger than this "
+                                      "(either way) on the decision day: no new buys.")
 
     # market data: corporate actions and outlier guards (tools/market/)
     split_adjust: bool = Field(
@@ -98,9 +128,6 @@ class VoltSettings(BaseSettings):
     horizon_days: int = Field(default=5, ge=1, le=60, description="Bars until a prediction resolves.")
     memory_k: int = Field(default=5, ge=1, le=50, description="Similar past situations recalled.")
     memory_max_distance: float = Field(default=2.0, gt=0, description="Squared L2 in feature space.")
-    weight_eta: float = Field(default=0.5, gt=0, le=5, description="Multiplicative-weights learning rate.")
-    weight_floor: float = Field(default=0.1, gt=0, description="No agent's weight falls below this.")
-    weight_cap: float = Field(default=5.0, gt=0)
     confidence_threshold: float = Field(default=0.3, ge=0, lt=1, description="Per agent, initial.")
     max_confidence_threshold: float = Field(default=0.9, gt=0, lt=1)
     accuracy_window: int = Field(default=20, ge=2, description="Resolved predictions judged per agent.")
@@ -108,6 +135,16 @@ class VoltSettings(BaseSettings):
     timeout_limit: int = Field(default=3, ge=1, description="Timeouts in the window before a change.")
     lesson_min_error: float = Field(default=0.03, gt=0, description="Return against a call that earns a lesson.")
     max_lessons_per_cycle: int = Field(default=3, ge=0)
+    # learning switches (each acts only when ``learning`` is on): every ablation is a setting
+    learn_weights: bool = Field(default=True, description="Off: equal vote weights, not learned.")
+    learn_memory: bool = Field(default=True, description="Off: no situation memory, lessons or recall.")
+    learn_improver: bool = Field(default=True, description="Off: AgentImprover changes nothing; default profiles.")
+    learn_gate: bool = Field(default=True, description="Off: the history reviewer's statistical BUY gate is off.")
+    weight_rounds: int = Field(default=250, ge=1, le=10_000, description="T in the Hedge rate "
+                               "eta = sqrt(8 ln N / ((horizon + 1) T)): rounds (cycles) the weights answer for.")
+    gate_min_blocks: int = Field(default=8, ge=2, le=520, description="Independent weeks before a gate "
+                                 "or an AgentImprover change may act on an agent's hit rate.")
+    gate_alpha: float = Field(default=0.05, gt=0, lt=0.5, description="One-sided significance level.")
 
     @field_validator("watchlist", "models", mode="before")
     @classmethod

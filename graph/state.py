@@ -26,6 +26,7 @@ class CycleState(TypedDict, total=False):
     scores: dict[str, float]
     snapshots: dict[str, dict]
     data_errors: list[dict]
+    data_notes: list[dict]  # not errors: symbols with too little history yet (tools.error_handler)
     model_status: dict[str, Any]
     weights: dict[str, float]  # vote weights used this cycle (learned, or equal when frozen)
     learning: dict[str, Any]  # what the LearningAgent did this cycle
@@ -39,6 +40,9 @@ class CycleState(TypedDict, total=False):
     attempts: Annotated[dict[str, int], merge_dicts]  # cycle-level agents: next model index
     llm_calls: Annotated[int, operator.add]  # cycle-level agents' model calls
     portfolio_before: dict[str, Any]
+    protections: dict[str, Any]  # drawdown halt, trading and market breakers (tools/trading/protections.py)
+    plans: dict[str, dict]  # per held symbol: its plan and days in trade (nodes/trading_plans.py)
+    exits: list[dict]  # the broker's plan exits this cycle (stop, trailing, target, time)
     # written by the parallel per-candidate branches
     decisions: Annotated[list[dict], operator.add]
     agent_messages: Annotated[list[dict], operator.add]
@@ -78,6 +82,12 @@ class CandidateState(TypedDict, total=False):
     review: dict | None
     revision: int
     objections: list[str]
+    # action chains (graph/chains.py, nodes/exit_review.py): the chain this symbol runs
+    chain: dict[str, Any]  # name, held, steps, consensus model, threshold
+    coherence: dict | None  # strategist vs consensus side (nodes/strategy_agent.coherence)
+    reconsider: dict | None  # set when the strategist is asked again for the consensus side
+    position_risk: dict | None  # held symbols: the position's risk flags
+    exit_review: dict | None  # held symbols: HOLD, REDUCE or EXIT with reasons
     llm_calls: Annotated[int, operator.add]
     decisions: Annotated[list[dict], operator.add]
     agent_messages: Annotated[list[dict], operator.add]

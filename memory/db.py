@@ -220,6 +220,41 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (portfolio, symbol, ex_date)
     );
     """,
+    # 4: position plans (stop, target, horizon, thesis) with their timeline, and the
+    # per-cycle state of the protections (drawdown halt, trading and market breakers)
+    """
+    CREATE TABLE position_plans (
+        plan_id TEXT PRIMARY KEY,            -- portfolio:symbol:opened
+        portfolio TEXT NOT NULL,
+        symbol TEXT NOT NULL,
+        opened TEXT NOT NULL,                -- YYYY-MM-DD, the entry fill day
+        plan TEXT NOT NULL,                  -- JSON of tools.trading.plans.Plan
+        status TEXT NOT NULL DEFAULT 'open', -- open or closed
+        closed TEXT,                         -- YYYY-MM-DD of the exit fill
+        exit_kind TEXT,                      -- stop, trailing, target, time, exit_review, ...
+        exit_price REAL
+    );
+    CREATE UNIQUE INDEX one_open_plan ON position_plans(portfolio, symbol) WHERE status = 'open';
+    CREATE TABLE position_events (
+        plan_id TEXT NOT NULL,
+        portfolio TEXT NOT NULL,
+        symbol TEXT NOT NULL,
+        as_of TEXT NOT NULL,                 -- the cycle's decision day
+        kind TEXT NOT NULL,                  -- entry, add, review, tighten, exit
+        detail TEXT NOT NULL,                -- JSON
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+        PRIMARY KEY (plan_id, as_of, kind)
+    );
+    CREATE INDEX position_events_by_symbol ON position_events(portfolio, symbol, as_of);
+    CREATE TABLE cycle_protections (
+        portfolio TEXT NOT NULL,
+        as_of TEXT NOT NULL,
+        state TEXT NOT NULL,                 -- JSON of tools.trading.protections.evaluate
+        orders INTEGER,                      -- orders tried this cycle (after execution)
+        failed INTEGER,                      -- of which not filled for a non-limit reason
+        PRIMARY KEY (portfolio, as_of)
+    );
+    """,
 ]
 
 

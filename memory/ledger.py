@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from memory.db import open_db
+from memory.plans_store import PlanStore
 from tools.portfolio import Account, Position, apply_fill
 
 
@@ -38,7 +39,7 @@ class FillRecord:
         return {k: (round(v, 8) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
 
 
-class Ledger:
+class Ledger(PlanStore):
     def __init__(self, path: Path):
         self.path = Path(path)  # opened (and migrated) on first use
 
@@ -78,14 +79,17 @@ class Ledger:
         side: str,
         qty_requested: float,
         make_fill: Callable[[Account], FillRecord | str],
+        suffix: str | None = None,
     ) -> FillRecord | str:
         """Fill one order exactly once.
 
         ``make_fill`` sees the current account (inside the transaction) and returns the
         fill to book, or a reason string when the order cannot fill. Returns the booked
-        (or previously booked) fill, or the reason.
+        (or previously booked) fill, or the reason. ``suffix`` makes the broker's own
+        orders (plan exits, dust close-outs: ``portfolio:as_of:symbol:exit``) distinct
+        from the agents' order for the same symbol and cycle.
         """
-        oid = order_id(portfolio, as_of, symbol)
+        oid = order_id(portfolio, as_of, symbol) + (f":{suffix}" if suffix else "")
         # open_db rolls back a transaction left open by an exception
         with open_db(self.path) as conn:
             conn.execute("BEGIN IMMEDIATE")

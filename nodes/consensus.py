@@ -1,20 +1,37 @@
-"""Consensus: a weighted vote of the analyst agents. No LLM.
+"""Consensus: a vote of the analyst agents under the chain's consensus model. No LLM.
 
 Votes are signed: MarketAgent BULLISH/BEARISH/NEUTRAL times its strength, StrategyAgent
 BUY/SELL/HOLD times its confidence, SentimentAgent and ForexAgent their direction times
-confidence/strength. An agent that abstained (no data) is left out of the vote entirely. ``score = sum(w * vote) / sum(w)`` with the weights
-read from the store once per cycle by
-``prepare_cycle`` (equal until the learning loop writes them). BUY when ``score >=
-consensus_threshold``, SELL when ``score <= -consensus_threshold``, else HOLD.
+confidence/strength. An agent that abstained (no data) is left out of the vote entirely; a
+call below the agent's (learned) confidence threshold counts as a 0 vote. The weights are read
+from the store once per cycle by ``prepare_cycle`` (equal until the learning loop writes them).
+The chain (``config/chains.toml``) names the model; each is a pure function of the signed
+votes, the weights and the threshold, returning (action, score in [-1, 1]):
+
+- ``weighted`` (today's): ``score = sum(w * vote) / sum(w)``; BUY when ``score >=
+  threshold``, SELL when ``score <= -threshold``, else HOLD.
+- ``majority``: each voter's side (a vote of 0 is a HOLD); BUY/SELL when strictly more than
+  half of the voters are on that side; ``score = (buys - sells) / voters``.
+- ``unanimous``: BUY/SELL only when every voter is on that side with ``|vote| >= threshold``
+  (a HOLD or a weak vote vetoes); ``score`` = the mean vote.
+- ``confidence_weighted``: each vote weighted by ``w * |vote|`` (its own conviction), so weak
+  calls barely count: ``score = sum(w * |v| * v) / sum(w * |v|)``, thresholded like weighted.
+
+No voters (or all weights 0) is a HOLD at score 0 under every model.
+
+After the vote the strategist's coherence is checked (:func:`nodes.strategy_agent.coherence`):
+an order's side must be the strategist's own action.
 """
 
 from __future__ import annotations
 
 from langgraph.runtime import Runtime
 
+from graph.chains import default_entry_chain
 from graph.context import VoltContext
 from graph.state import CandidateState
 from memory.message_log import MessageType, message
+from nodes.strategy_agent import coherence
 
 VOTERS = ("market_agent", "strategy_agent", "sentiment_agent", "forex_agent")
 _RESULT_KEY = {"market_agent": "market", "strategy_agent": "strategy", "sentiment_agent": "sentiment",
@@ -22,11 +39,46 @@ _RESULT_KEY = {"market_agent": "market", "strategy_agent": "strategy", "sentimen
 DIRECTION = {"BULLISH": 1.0, "BEARISH": -1.0, "NEUTRAL": 0.0, "BUY": 1.0, "SELL": -1.0, "HOLD": 0.0}
 
 
+def _side(score: float, threshold: float) -> str:
+    return "BUY" if score >= threshold else "SELL" if score <= -threshold else "HOLD"
+
+
 def weighted_vote(votes: dict[str, float], weights: dict[str, float], threshold: float) -> tuple[str, float]:
     total = sum(weights[a] for a in votes)
     score = sum(weights[a] * v for a, v in votes.items()) / total if total > 0 else 0.0
-    action = "BUY" if score >= threshold else "SELL" if score <= -threshold else "HOLD"
-    return action, score
+    return _side(score, threshold), score
+
+
+def majority_vote(votes: dict[str, float], weights: dict[str, float], threshold: float) -> tuple[str, float]:
+    """Weights and the threshold do not count here (thresholds already zeroed weak calls)."""
+    if not votes:
+        return "HOLD", 0.0
+    buys, sells = sum(v > 0 for v in votes.values()), sum(v < 0 for v in votes.values())
+    half = len(votes) / 2
+    action = "BUY" if buys > half else "SELL" if sells > half else "HOLD"
+    return action, (buys - sells) / len(votes)
+
+
+def unanimous_vote(votes: dict[str, float], weights: dict[str, float], threshold: float) -> tuple[str, float]:
+    if not votes:
+        return "HOLD", 0.0
+    score = sum(votes.values()) / len(votes)
+    if all(v >= threshold for v in votes.values()):
+        return "BUY", score
+    if all(v <= -threshold for v in votes.values()):
+        return "SELL", score
+    return "HOLD", score
+
+
+def confidence_weighted_vote(votes: dict[str, float], weights: dict[str, float],
+                             threshold: float) -> tuple[str, float]:
+    total = sum(weights[a] * abs(v) for a, v in votes.items())
+    score = sum(weights[a] * abs(v) * v for a, v in votes.items()) / total if total > 0 else 0.0
+    return _side(score, threshold), score
+
+
+CONSENSUS_MODELS = {"weighted": weighted_vote, "majority": majority_vote, "unanimous": unanimous_vote,
+                    "confidence_weighted": confidence_weighted_vote}
 
 
 def consensus(state: CandidateState, runtime: Runtime[VoltContext]) -> dict:
@@ -40,10 +92,14 @@ def consensus(state: CandidateState, runtime: Runtime[VoltContext]) -> dict:
     weights = {a: state["weights"].get(a, 1.0) for a in present}
     # below its (learned) confidence threshold an agent's call counts as no vote
     votes = {a: (d * c if c >= thresholds.get(a, 0.0) else 0.0) for a, (d, c) in present.items()}
-    action, score = weighted_vote(votes, weights, settings.consensus_threshold)
+    chain = state.get("chain") or default_entry_chain()
+    model, threshold = chain["consensus"], chain.get("threshold") or settings.consensus_threshold
+    action, score = CONSENSUS_MODELS[model](votes, weights, threshold)
     signal = state["strategy"]["output"]
     result = {
         "action": action,
+        "model": model,
+        "threshold": threshold,
         "score": round(score, 6),
         "confidence": round(abs(score), 6),
         "votes": {a: {"vote": round(v, 6), "weight": weights[a], "source": state[_RESULT_KEY[a]]["source"],
@@ -56,7 +112,8 @@ def consensus(state: CandidateState, runtime: Runtime[VoltContext]) -> dict:
     }
     msg = message("consensus", "risk_agent" if action != "HOLD" else "broadcast",
                   MessageType.CONSENSUS_RESULT, {"symbol": state["symbol"], **result})
-    return {"consensus": result, "agent_messages": [msg]}
+    check = coherence(state, result, allow_short=settings.allow_short)
+    return {"consensus": result, "coherence": check, "agent_messages": [msg]}
 
 
 def agent_call(result: dict | None) -> tuple[str, float, float] | None:
@@ -71,4 +128,13 @@ def agent_call(result: dict | None) -> tuple[str, float, float] | None:
 
 
 def route_after_consensus(state: CandidateState) -> str:
-    return "hold" if state["consensus"]["action"] == "HOLD" else "review"
+    """``reconsider`` (ask the strategist again), ``hold`` (finalize: a HOLD, or the strategist
+    still disagrees), or ``review`` (the chain's next step)."""
+    check = state.get("coherence") or {}
+    if check.get("status") == "reask":
+        return "reconsider"
+    if (state.get("chain") or {}).get("held"):
+        return "review"  # the exit review decides, whatever the vote
+    if state["consensus"]["action"] == "HOLD" or check.get("status") == "disagree":
+        return "hold"
+    return "review"

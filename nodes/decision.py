@@ -5,6 +5,21 @@ from __future__ import annotations
 from graph.state import CandidateState
 
 
+def thesis(state: CandidateState) -> dict:
+    """Which agents called what, for the plan of an entry: ``{agent: call}``."""
+    calls = {}
+    for key in ("market", "sentiment", "forex", "strategy", "risk", "audit"):
+        result = state.get(key) or {}
+        out = result.get("output") or {}
+        call = out.get("action") or out.get("direction") or out.get("sentiment") or out.get("verdict")
+        if call is not None:
+            calls[result.get("agent") or key] = call
+    consensus = state.get("consensus") or {}
+    if consensus:
+        calls["consensus"] = f"{consensus.get('action')} {consensus.get('score', 0.0):+.2f}"
+    return calls
+
+
 def finalize_decision(state: CandidateState) -> dict:
     consensus, review, risk = state.get("consensus"), state.get("review"), state.get("risk")
     order = review.get("order") if review else None
@@ -16,6 +31,8 @@ def finalize_decision(state: CandidateState) -> dict:
         outcome, reason = "REJECTED", "; ".join((review or {}).get("objections", [])) or "rejected"
     else:
         outcome, reason = review["verdict"], f"{review['approvals']}/3 reviewers approved"
+    if order and order.get("plan") is not None:  # the entry's plan carries its thesis
+        order = {**order, "plan": {**order["plan"], "thesis": thesis(state)}}
     decision = {
         "symbol": state["symbol"],
         "outcome": outcome,  # HOLD, BLOCKED, REJECTED, APPROVED or CAUTION

@@ -14,7 +14,20 @@ so several buys in one cycle can never overdraw cash. Sells go first to free cas
 Before filling, splits effective by F are applied to held positions
 (``Ledger.apply_splits``) and an order's quantity, in shares of D, is converted to shares
 of F. Each order is booked once (``Ledger.record_fill``), so a resumed cycle never fills twice.
+
+Plans (tools/trading/plans.py): before any order, every held symbol's plan is checked
+against its bar on F (:func:`nodes.trading_plans.plan_exits`): stop, target, time exit,
+each its own order ``portfolio:as_of:symbol:exit``; a symbol exited so does not trade
+again that cycle. Exit reviews (``decision["exit_review"]``) and tightenings
+(``decision["plan_update"]``) go into the position's timeline first. An entry fill records
+its plan (``order["plan"]``; a fill through its own stop or target, a gap, moves both
+levels with the fill price, keeping the planned risk distance). A SELL of a held long closes it to exactly zero (``kind`` ``exit_review`` or none),
+or reduces it (``reduce_review``; a dust remainder is sold too) and closes the plan with
+its kind. A BUY below ``min_order_notional`` at the fill price does not fill; positions
+under ``DUST_QTY`` shares or worth less than ``dust_notional`` are closed out
+(``:dust``). The protections' blocks (prepare_cycle) are enforced here again.
 """
+
 
 from __future__ import annotations
 
@@ -24,13 +37,16 @@ import pandas as pd
 from langgraph.runtime import Runtime
 
 from graph.context import VoltContext
+from graph.settings import VoltSettings
 from graph.state import CycleState
 from memory.ledger import FillRecord, Ledger
 from memory.message_log import MessageType, Priority, message
+from nodes.trading_plans import FAILURE_PREFIXES, new_plan, plan_exits
 from tools.broker import fee, fill_day_marks, fill_price, quote_within_band, slippage_fraction
 from tools.data_source import market_dataset
 from tools.market_data import MarketDataset
-from tools.portfolio import Account
+from tools.portfolio import DUST_QTY, Account
+from tools.trading.plans import Plan, tighten
 
 
 def cycle_fill_day(dataset: MarketDataset, as_of: pd.Timestamp, live: bool) -> pd.Timestamp | None:
@@ -45,6 +61,33 @@ def broker_marks(dataset: MarketDataset, symbols: list[str], as_of: pd.Timestamp
     return fill_day_marks(dataset, symbols, as_of, fill_day)[0]
 
 
+
+def record_reviews(ledger: Ledger, portfolio: str, day: str, decisions: list[dict], snapshots: dict,
+                   dataset: MarketDataset) -> None:
+    """Exit reviews (every verdict, HOLD too) and stop tightenings into the timeline. A
+    proposed stop is in D's share units; the plan is stored in its opening day's units."""
+    plans = None
+    for d in decisions:
+        symbol = d["symbol"]
+        if d.get("exit_review"):
+            ledger.add_event(portfolio, symbol, day, "review", dict(d["exit_review"]))
+        if d.get("plan_update"):
+            plans = plans if plans is not None else ledger.open_plans(portfolio)
+            rec = plans.get(symbol)
+            price = (snapshots.get(symbol) or {}).get("close")
+            if rec is None or price is None:
+                continue
+            factor = dataset.split_factor(symbol, pd.Timestamp(rec["opened"]), pd.Timestamp(day))
+            current = Plan.from_dict(rec["plan"]).scaled(factor)
+            plan, note = tighten(current, d["plan_update"], float(price))
+            if plan.stop != current.stop:
+                ledger.update_plan(rec["plan_id"], {**rec["plan"], "stop": plan.stop * factor}, as_of=day,
+                                   kind="tighten", detail={"note": note, "proposal": d["plan_update"]})
+            elif note:
+                ledger.add_event(portfolio, symbol, day, "tighten_refused", {"note": note,
+                                                                            "proposal": d["plan_update"]})
+
+
 def execution_agent(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
     settings = runtime.context.settings
     dataset = market_dataset(settings)
@@ -57,19 +100,39 @@ def execution_agent(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
     fill_day = as_of if fill_on is None else fill_on  # the date fills are booked on
     # positions are in as-traded shares: convert them across splits effective by F first
     ledger.apply_splits(portfolio, dataset.splits, fill_day)
-    approved = [d for d in state.get("decisions", []) if d.get("order")]
+    decisions = state.get("decisions", [])
+    snapshots = state.get("snapshots", {})
+    record_reviews(ledger, portfolio, day, decisions, snapshots, dataset)
+    orders, fills, exits = ([], [], []) if (live and live_price is None) or (not live and fill_on is None) \
+        else plan_exits(settings=settings, ledger=ledger, dataset=dataset, portfolio=portfolio, day=day,
+                        fill_on=fill_on, snapshots=snapshots, live_price=live_price)
+    exited = {e["symbol"]: e for e in exits}
+    protections = (state.get("portfolio_before") or {}).get("protections") or {}
+    approved = [d for d in decisions if d.get("order")]
     # Sells first (they free cash), then buys by consensus confidence; symbol breaks ties.
-    approved.sort(key=lambda d: (d["order"]["side"] != "SELL", -d["consensus"]["confidence"], d["symbol"]))
+    approved.sort(key=lambda d: (d["order"]["side"] != "SELL", -(d.get("consensus") or {}).get("confidence", 0.0),
+                                 d["symbol"]))
     # marks on F for every symbol this cycle can hold, once (they do not change within the cycle)
-    held_now = ledger.account(portfolio).held() if approved else []
-    marks = broker_marks(dataset, sorted({*held_now, *(d["symbol"] for d in approved)}), as_of, fill_on)
-    orders, fills, messages = [], [], []
+    account_now = ledger.account(portfolio)
+    marks = broker_marks(dataset, sorted({*account_now.positions, *(d["symbol"] for d in approved)}),
+                         as_of, fill_on)
+    messages = []
     for decision in approved:
         order, symbol = decision["order"], decision["symbol"]
-        snapshot = state["snapshots"][symbol]
+        snapshot = snapshots[symbol]
         started = time.perf_counter()
+        kind = order.get("kind") or ("entry" if order["side"] == "BUY" else "exit_review")
 
-        def make_fill(account: Account, order=order, symbol=symbol, snapshot=snapshot, started=started):
+        def make_fill(account: Account, order=order, symbol=symbol, snapshot=snapshot, started=started, kind=kind):
+            side, ordered = order["side"], float(order["qty"])
+            held = account.positions[symbol].qty if symbol in account.positions else 0.0
+            opening = (side == "BUY" and held >= 0) or (side == "SELL" and settings.allow_short and held <= 0)
+            if symbol in exited:
+                return f"exited by its plan on {fill_day:%Y-%m-%d} ({exited[symbol]['kind']}); no new order"
+            if protections.get("blocks_orders"):
+                return protections["blocks_orders"]
+            if opening and side == "BUY" and protections.get("blocks_buys"):
+                return protections["blocks_buys"]
             if live:  # live: fill at the current quote, if it is plausible
                 if live_price is None:
                     return "no live quote source to fill at"
@@ -90,17 +153,21 @@ def execution_agent(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
                     return f"no bar on {fill_on:%Y-%m-%d} (gap or data issue)"
                 reference = float(bar["open"])
                 factor = dataset.split_factor(symbol, as_of, fill_on)
-            side, ordered = order["side"], float(order["qty"])
-            held = account.positions[symbol].qty if symbol in account.positions else 0.0
             avg_shares = snapshot["volume_avg20"] * dataset.volume_unit
             # participation in D's shares (the order's and the average volume's unit)
             slip = slippage_fraction(atr_pct=snapshot["atr_pct"], order_shares=ordered,
                                      avg_daily_shares=avg_shares, max_slippage=settings.max_slippage)
             price = fill_price(reference, side, slip)
             qty = ordered * factor  # shares of D -> shares of F (a split between them)
-            if side == "SELL" and not settings.allow_short:
+            if not opening and held != 0:  # a SELL of a long, or a BUY covering a short
+                size = abs(held)
+                remainder = size - min(qty, size)
+                if kind != "reduce_review" or remainder < DUST_QTY or remainder * price < settings.dust_notional:
+                    qty = size  # an exit closes to exactly zero; no dust is left behind
+                qty = min(qty, size)
+            elif side == "SELL" and not settings.allow_short:
                 qty = min(qty, held)
-            if side == "BUY":
+            if side == "BUY" and opening:
                 values = {s: p.qty * marks.get(s, p.avg_cost) for s, p in account.positions.items()}
                 equity = account.cash + sum(values.values())
                 room = min(
@@ -110,6 +177,9 @@ def execution_agent(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
                     (settings.max_gross_exposure_pct * equity - sum(abs(v) for v in values.values())) / price,
                 )
                 qty = min(qty, room)
+                if 0 < qty * price < settings.min_order_notional:
+                    return (f"below the minimum order notional at the fill price ({qty * price:.2f} < "
+                            f"{settings.min_order_notional:g} USD)")
             if qty <= 1e-9:
                 return "limits at the fill price leave nothing to trade"
             return FillRecord(
@@ -118,15 +188,18 @@ def execution_agent(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
                 fill_date=f"{fill_day:%Y-%m-%d}", latency_ms=(time.perf_counter() - started) * 1000.0,
             )
 
+        held_before = account_now.positions[symbol].qty if symbol in account_now.positions else 0.0
         result = ledger.record_fill(portfolio=portfolio, as_of=day, symbol=symbol, side=order["side"],
                                     qty_requested=order["qty"], make_fill=make_fill)
         if isinstance(result, str):
-            orders.append({**order, "status": "UNFILLED", "reason": result})
+            orders.append({**order, "kind": kind, "status": "UNFILLED", "reason": result})
             messages.append(message("execution_agent", "portfolio_manager", MessageType.EXECUTION_COMPLETE,
                                     {"symbol": symbol, "status": "UNFILLED", "reason": result}))
             continue
-        fill = result.as_dict()
-        orders.append({**order, "status": "FILLED", "reason": None})
+        fill = {**result.as_dict(), "kind": kind}
+        book_plan(ledger, portfolio, day, order, kind, held_before, result, snapshot,
+                  dataset.split_factor(symbol, as_of, fill_day) if not live else 1.0, settings)
+        orders.append({**order, "kind": kind, "status": "FILLED", "reason": None})
         fills.append(fill)
         messages.append(message("execution_agent", "portfolio_manager", MessageType.EXECUTION_COMPLETE,
                                  {"status": "FILLED", **fill}))
@@ -134,4 +207,63 @@ def execution_agent(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
             messages.append(message("execution_agent", "learning_agent", MessageType.FEEDBACK_EVENT,
                                     {"trigger": "slippage", "symbol": symbol, "slippage_pct": result.slippage_pct,
                                      "threshold": settings.slippage_alert}, Priority.HIGH))
-    return {"orders": orders, "fills": fills, "agent_messages": messages}
+    dust_orders, dust_fills = close_dust(settings, ledger, dataset, portfolio, day, as_of, fill_on, fill_day)
+    orders += dust_orders
+    fills += dust_fills
+    failed = sum(1 for o in orders if o["status"] == "UNFILLED" and str(o["reason"]).startswith(FAILURE_PREFIXES))
+    ledger.record_order_outcomes(portfolio, day, len(orders), failed)
+    return {"orders": orders, "fills": fills, "exits": exits, "agent_messages": messages}
+
+
+def book_plan(ledger: Ledger, portfolio: str, day: str, order: dict, kind: str, held_before: float,
+              fill: FillRecord, snapshot: dict, factor: float, settings: VoltSettings) -> None:
+    """The timeline side of an agents' fill: an entry opens (or adds to) the plan; a fill
+    that closes the position closes the plan with the order's kind; a reduction is an event."""
+    symbol = fill.symbol
+    opening = (fill.side == "BUY" and held_before >= 0) or (fill.side == "SELL" and held_before <= 0)
+    if opening:
+        ledger.open_plan(portfolio, symbol, day, new_plan(order, snapshot, fill, factor, settings),
+                         fill.as_dict())
+        return
+    position = ledger.account(portfolio).positions.get(symbol)
+    if position is None or abs(position.qty) < DUST_QTY:
+        ledger.close_plan(portfolio, symbol, day, closed=fill.fill_date, kind=kind, price=fill.price,
+                          detail={"realized_pnl": fill.realized_pnl})
+    else:
+        ledger.add_event(portfolio, symbol, day, "reduce", {"fill": fill.as_dict(), "left": position.qty})
+
+
+def close_dust(settings: VoltSettings, ledger: Ledger, dataset: MarketDataset, portfolio: str, day: str,
+               as_of: pd.Timestamp, fill_on: pd.Timestamp | None, fill_day: pd.Timestamp) -> tuple[list, list]:
+    """Close out positions under ``DUST_QTY`` shares or worth less than ``dust_notional``
+    at the fill day's mark, no slippage (the crumbs never trade a share), with the fee."""
+    account = ledger.account(portfolio)
+    if not account.positions:
+        return [], []
+    marks = broker_marks(dataset, sorted(account.positions), as_of, fill_on)
+    orders, fills = [], []
+    for symbol, pos in sorted(account.positions.items()):
+        mark = marks.get(symbol, pos.avg_cost)
+        if abs(pos.qty) >= DUST_QTY and abs(pos.qty) * mark >= settings.dust_notional:
+            continue
+        side = "SELL" if pos.qty > 0 else "BUY"
+
+        def make_fill(acct: Account, symbol=symbol, side=side, mark=mark):
+            held = acct.positions[symbol].qty if symbol in acct.positions else 0.0
+            if held == 0:
+                return "nothing left to close"
+            qty = abs(held)
+            return FillRecord(order_id="", symbol=symbol, side=side, qty=qty, reference_price=mark, price=mark,
+                              slippage_pct=0.0, fee=fee(qty * mark, settings.fee_rate), realized_pnl=0.0,
+                              fill_date=f"{fill_day:%Y-%m-%d}", latency_ms=0.0)
+
+        result = ledger.record_fill(portfolio=portfolio, as_of=day, symbol=symbol, side=side,
+                                    qty_requested=abs(pos.qty), make_fill=make_fill, suffix="dust")
+        order = {"symbol": symbol, "side": side, "qty": abs(pos.qty), "price": mark, "kind": "dust"}
+        if isinstance(result, str):
+            orders.append({**order, "status": "UNFILLED", "reason": result})
+            continue
+        ledger.close_plan(portfolio, symbol, day, closed=result.fill_date, kind="dust", price=mark)
+        orders.append({**order, "status": "FILLED", "reason": "dust close-out"})
+        fills.append({**result.as_dict(), "kind": "dust"})
+    return orders, fills

@@ -18,8 +18,10 @@ from graph.models import resolve_model_chain
 from graph.state import CycleState
 from memory.ledger import Ledger
 from memory.message_log import MessageType, message
+from nodes.trading_plans import cycle_protections, open_plans_view
 from tools.broker import fill_day_marks
 from tools.data_source import market_dataset
+from tools.error_handler import is_history_note
 from tools.indicators import indicator_series, indicator_snapshot
 from tools.market_data import MarketDataset
 from tools.portfolio import value_account
@@ -107,12 +109,16 @@ def prepare_cycle(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
         dataset, as_of, k=settings.top_k, held=account.held(),
         watchlist=settings.watchlist or None, min_history=settings.min_history,
     )
-    data_errors = [{"symbol": e.symbol, "category": "data", "message": str(e)} for e in selection.data_errors]
+    # A symbol with too little history yet is a note (nothing failed), not a data error.
+    data_errors = [{"symbol": e.symbol, "category": "data", "message": str(e)}
+                   for e in selection.data_errors if not is_history_note(e)]
+    data_notes = [{"symbol": e.symbol, "category": "data", "message": str(e)}
+                  for e in selection.data_errors if is_history_note(e)]
     snapshots, candidates = {}, []
     for symbol in selection.candidates:
         try:
             snapshots[symbol] = indicator_snapshot(symbol, dataset.history(symbol, as_of),
-                                                   series=indicator_series(dataset, symbol))
+                                                   series=indicator_series(dataset, symbol, as_of))
             candidates.append(symbol)
         except ValueError as exc:
             data_errors.append({"symbol": symbol, "category": "data", "message": f"DATA {symbol}: {exc}"})
@@ -121,6 +127,14 @@ def prepare_cycle(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
     prices, _ = fill_day_marks(dataset, account.held(), as_of, None)
     before = value_account(account, prices).as_dict()
     before["peak_equity"] = account.peak_equity
+    # protections (drawdown halt with recovery, breakers) and each held position's plan
+    protections = cycle_protections(settings, ledger, dataset, portfolio, day, account.starting_cash)
+    before["peak_equity"] = protections["peak_equity"]  # the halt's peak, after any reset
+    before["protections"] = protections
+    plans = open_plans_view(ledger, portfolio, dataset, day)
+    for symbol, position in before["positions"].items():
+        if symbol in plans:
+            position["plan"] = plans[symbol]
     models = resolve_model_chain(settings, runtime.context.chat_model_factory)
     status = message("prepare_cycle", "broadcast", MessageType.STATUS_UPDATE,
                      {"as_of": day, "candidates": candidates, "models": models.usable, "note": models.note})
@@ -133,8 +147,12 @@ def prepare_cycle(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
         "scores": {s: selection.scores.get(s) for s in candidates},
         "snapshots": snapshots,
         "data_errors": data_errors,
+        "data_notes": data_notes,
         "model_status": models.as_dict(),
         "portfolio_before": before,
+        "protections": protections,
+        "plans": plans,
+        "exits": [],
         "decisions": Overwrite([]),
         "agent_messages": Overwrite([status]),
         "errors": Overwrite([]),

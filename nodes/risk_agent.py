@@ -1,7 +1,11 @@
 """RiskAgent: an LLM opinion on top of hard limits enforced in code.
 
 The order is sized by :func:`tools.risk_limits.size_order` before any model is asked;
-a hard block (no short selling, drawdown halt, no room) ends the review without a model.
+a hard block (no short selling, a protection, an incoherent plan, no room) ends the review
+without a model. An order that opens or adds carries its plan (``order["plan"]``): the
+StrategyAgent's stop and exit when it called the side traded, else 2 ATR / 3 ATR levels on
+that side (never the other side's stop), the horizon ``max_holding_days`` and the trailing
+stop ``trailing_stop_pct``; the broker enforces it (see nodes/execution_agent.py).
 The model's ``max_position_pct`` is applied with ``min`` against the configured cap, so
 it can only tighten. Prior: ``risk_score = 0.5 * min(1, ATR% / 5%) + 0.3 * position
 use + 0.2 * exposure use`` (post-trade, as fractions of their caps), plus 0.1 when at least
@@ -16,6 +20,7 @@ from graph.state import CandidateState
 from memory.message_log import MessageType
 from nodes.agent_node import LLMAgent
 from tools.risk_limits import Limits, SizedOrder, size_order
+from tools.trading.plans import default_levels
 
 APPROVE_BELOW = 0.7
 MEMORY_PENALTY = 0.1
@@ -28,7 +33,25 @@ def limits_from(settings: VoltSettings) -> Limits:
         allow_short=settings.allow_short,
         max_drawdown_pct=settings.max_drawdown_pct,
         fee_rate=settings.fee_rate,
+        risk_per_trade_pct=settings.risk_per_trade_pct,
+        min_order_notional=settings.min_order_notional,
     )
+
+
+def plan_levels(state: CandidateState, side: str) -> dict:
+    """Stop and target for an order on ``side``: the StrategyAgent's when it called that
+    side, else the ATR rule's on that side. ``source`` says which."""
+    snap = state["snapshot"]
+    strategy = (state.get("strategy") or {}).get("output") or {}
+    if strategy.get("action") == side and strategy.get("stop_loss") is not None:
+        return {"stop": float(strategy["stop_loss"]), "target": strategy.get("exit"), "source": "strategy"}
+    stop, target = default_levels(side, float(snap["close"]), float(snap.get("atr14") or 0.0))
+    return {"stop": stop, "target": target, "source": "atr"}
+
+
+def opens_position(state: CandidateState, side: str, settings: VoltSettings) -> bool:
+    held = state["portfolio"]["positions"].get(state["symbol"], {}).get("qty", 0.0)
+    return (side == "BUY" and held >= 0) or (side == "SELL" and settings.allow_short and held <= 0)
 
 
 def hard_sized_order(state: CandidateState, settings: VoltSettings, model_cap: float | None = None) -> SizedOrder:
@@ -38,6 +61,8 @@ def hard_sized_order(state: CandidateState, settings: VoltSettings, model_cap: f
         regime_cap = settings.max_position_pct * scale
         model_cap = regime_cap if model_cap is None else min(model_cap, regime_cap)
     held = p["positions"].get(symbol, {}).get("qty", 0.0)
+    levels = plan_levels(state, c["action"]) if opens_position(state, c["action"], settings) else {}
+    protections = p.get("protections") or {}
     return size_order(
         symbol=symbol,
         side=c["action"],
@@ -50,7 +75,25 @@ def hard_sized_order(state: CandidateState, settings: VoltSettings, model_cap: f
         peak_equity=p["peak_equity"],
         limits=limits_from(settings),
         model_max_position_pct=model_cap,
+        stop=levels.get("stop"),
+        target=levels.get("target"),
+        blocks_orders=protections.get("blocks_orders"),
+        blocks_buys=protections.get("blocks_buys"),
     )
+
+
+def with_plan(order: dict, state: CandidateState, settings: VoltSettings) -> dict:
+    """The order dict with ``kind`` and, for an order that opens or adds, its ``plan``
+    (the thesis is added when the decision is final, nodes/decision.py)."""
+    side = order["side"]
+    if not opens_position(state, side, settings):
+        return {**order, "kind": "exit_review"}
+    levels = plan_levels(state, side)
+    plan = {"direction": 1 if side == "BUY" else -1, "entry": order["price"],
+            "stop": round(levels["stop"], 6), "target": None if levels["target"] is None else round(float(levels["target"]), 6),
+            "levels_from": levels["source"], "horizon_days": settings.max_holding_days,
+            "trailing_pct": settings.trailing_stop_pct or None}
+    return {**order, "kind": "entry", "plan": plan}
 
 
 def _blocked(state: CandidateState, settings: VoltSettings) -> dict | None:
@@ -100,7 +143,8 @@ def risk_evidence(state: CandidateState, settings: VoltSettings) -> dict:
 
 
 def _final_order(state: CandidateState, settings: VoltSettings, opinion: RiskOpinion) -> dict:
-    return {"order": hard_sized_order(state, settings, opinion.max_position_pct).as_dict(), "blocked": False}
+    order = hard_sized_order(state, settings, opinion.max_position_pct).as_dict()
+    return {"order": with_plan(order, state, settings), "blocked": False}
 
 
 risk_agent = LLMAgent(

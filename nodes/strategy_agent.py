@@ -10,6 +10,14 @@ Prior (the Sprint 1 rule with an SMA trend filter):
   in the call's direction, capped at +-0.15.
 - Entry = last close, stop = entry - 2 ATR, exit = entry + 3 ATR (mirrored for SELL);
   size = 1% of equity at risk over the stop distance, capped at the position limit.
+- Asked again for the consensus side (coherence, below): a HOLD (no rule fired, so no rule
+  speaks against the side) goes along with it at confidence 0.5; a BUY or SELL of its own
+  is kept.
+
+Coherence: an order's side must be the strategist's action for the symbol. When the
+consensus side differs, the strategist is asked once more, through its normal model chain
+(or prior), with the consensus side in its evidence (``reconsider``); the consensus is then
+recomputed. If it still disagrees, the candidate HOLDs with the reason recorded.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from __future__ import annotations
 from graph.schemas import StrategySignal
 from graph.settings import VoltSettings
 from graph.state import CandidateState
-from memory.message_log import MessageType
+from memory.message_log import MessageType, message
 from nodes.agent_node import LLMAgent
 
 RISK_PER_TRADE = 0.01
@@ -40,6 +48,10 @@ def strategy_prior(state: CandidateState, settings: VoltSettings) -> StrategySig
         action, conf, why = "SELL", 0.55, "SMA20 < SMA50 with negative MACD histogram"
     else:
         action, conf, why = "HOLD", 0.5, f"no rule fired (RSI {rsi:.1f})"
+    asked = state.get("reconsider") or {}
+    if action == "HOLD" and asked.get("consensus_side") in ("BUY", "SELL"):
+        action, conf = asked["consensus_side"], 0.5
+        why += f"; asked again: no rule against the consensus {action}, so it goes along"
     sign = -1.0 if action == "SELL" else 1.0
     # Memory: similar past setups shift conviction by their mean forward return in the
     # call's direction (at least 3 neighbours; at most +-0.15).
@@ -76,6 +88,13 @@ def strategy_evidence(state: CandidateState, settings: VoltSettings) -> dict:
     }
     if state.get("objections"):
         evidence["objections"] = state["objections"]
+    if asked := state.get("reconsider"):
+        evidence["reconsider"] = {
+            **asked,
+            "question": f"The other analysts' consensus is {asked['consensus_side']}; you said "
+                        f"{asked['strategist_said']}. Answer {asked['consensus_side']} if you can support it, "
+                        f"otherwise keep your action: no order is placed against your call.",
+        }
     if (memory := state.get("memory")) and memory.get("n"):
         evidence["similar_situations"] = {k: memory[k] for k in ("summary", "by_action", "mean_return", "lessons")}
     return evidence
@@ -90,3 +109,36 @@ strategy_agent = LLMAgent(
     to_agent="consensus",
     message_type=MessageType.TRADE_PROPOSAL,
 )
+
+
+def coherence(state: CandidateState, consensus: dict, *, allow_short: bool = False) -> dict:
+    """Does the consensus side agree with the strategist's own action?
+
+    ``status``: ``agree``; ``n/a`` (no order can follow: a HOLD consensus, a SELL of nothing
+    held without shorting, or, for a held symbol, a side that adds to the position);
+    ``reask`` (differs, not asked again yet); ``disagree`` (differs after asking again:
+    the candidate holds, ``reason`` says why)."""
+    side, said = consensus["action"], state["strategy"]["output"]["action"]
+    held = ((state.get("portfolio") or {}).get("positions") or {}).get(state["symbol"], {}).get("qty", 0.0)
+    base = {"consensus_side": side, "strategist_said": said, "asked_again": bool(state.get("reconsider"))}
+    exit_side = "SELL" if held > 0 else "BUY" if held < 0 else None
+    if (side == "HOLD" or (side == "SELL" and held <= 0 and not allow_short)
+            or ((state.get("chain") or {}).get("held") and side != exit_side)):
+        return {**base, "status": "n/a"}
+    if side == said:
+        return {**base, "status": "agree"}
+    if not state.get("reconsider"):
+        return {**base, "status": "reask"}
+    return {**base, "status": "disagree",
+            "reason": f"consensus {side} against the strategist's {said} (asked again): no order"}
+
+
+def reconsider(state: CandidateState) -> dict:
+    """Ask the strategist again, once, with the consensus side in its evidence."""
+    check = state["coherence"]
+    asked = {"consensus_side": check["consensus_side"], "strategist_said": check["strategist_said"],
+             "score": state["consensus"]["score"]}
+    msg = message("consensus", "strategy_agent", MessageType.CORRECTION_REQUEST,
+                  {"symbol": state["symbol"], "reconsider": asked})
+    return {"reconsider": asked, "strategy": None, "consensus": None, "coherence": None,
+            "attempts": {"strategy": 0}, "agent_messages": [msg]}

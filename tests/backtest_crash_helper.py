@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from conftest import scripted  # noqa: E402
+from conftest import held_reduces, scripted  # noqa: E402
 
 import graph.backtest as backtest  # noqa: E402
 from memory import ledger as ledger_module  # noqa: E402
@@ -48,5 +48,5 @@ ledger_module.Ledger.record_fill = record_then_die
 backtest.DayStore.record = record_day_then_die
 
 cfg = backtest.BacktestConfig(data_csv=csv, models=["m1"], top_k=3, cache=False, end=end)
-backtest.run_backtest(cfg, out, chat_model_factory=lambda spec: scripted(), reports=False)
+backtest.run_backtest(cfg, out, chat_model_factory=lambda spec: scripted(respond=held_reduces), reports=False)
 sys.exit(0)

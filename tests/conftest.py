@@ -122,6 +122,14 @@ def scripted(overrides: dict | None = None, respond: Responder | None = None) ->
     return ScriptedChatModel(respond=respond or (lambda a, s, e, m: default_answer(a, s, e, **overrides)))
 
 
+def held_reduces(agent: str, symbol: str, evidence: dict, messages) -> str:
+    """A Responder: ``default_answer`` (a confident BUY), except that a held symbol's
+    strategist says SELL, so its exit review REDUCEs it every cycle (fills on every day)."""
+    if agent == "strategy" and evidence.get("position"):
+        return default_answer(agent, symbol, evidence, strategy={"action": "SELL"})
+    return default_answer(agent, symbol, evidence)
+
+
 def synthetic_frame(symbols: dict[str, float], days: int = 80, start: str = "2020-01-01") -> pd.DataFrame:
     """Deterministic daily bars: a gentle trend (per-symbol drift per day) with a wave."""
     dates = pd.bdate_range(start, periods=days)

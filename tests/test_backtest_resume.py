@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import scripted, synthetic_frame
+from conftest import held_reduces, scripted, synthetic_frame
 
 from graph.backtest import BacktestConfig, BacktestError, DayStore, main, run_backtest
 from memory.db import open_db
@@ -31,7 +31,7 @@ def csv_and_reference(tmp_path_factory):
     for k in env:
         del os.environ[k]
     try:
-        reference = run_backtest(cfg, root / "reference", chat_model_factory=lambda spec: scripted(), reports=False)
+        reference = run_backtest(cfg, root / "reference", chat_model_factory=lambda spec: scripted(respond=held_reduces), reports=False)
     finally:
         os.environ.update(env)
     return csv, reference
@@ -61,7 +61,7 @@ def test_killed_backtest_resumes_to_the_same_final_equity(mode, csv_and_referenc
     with pytest.raises(BacktestError, match="--resume"):  # not silently restarted
         run_backtest(BacktestConfig(data_csv=str(csv), models=["m1"], end=END), out, reports=False)
 
-    resumed = run_backtest(None, out, resume=True, chat_model_factory=lambda spec: scripted(), reports=False)
+    resumed = run_backtest(None, out, resume=True, chat_model_factory=lambda spec: scripted(respond=held_reduces), reports=False)
     assert resumed["resumed"] is True
     for run in ("agents", "agents_frozen"):
         got, want = resumed["strategies"][run], reference["strategies"][run]
@@ -83,9 +83,7 @@ def test_interrupt_then_resume_from_the_cli(csv_and_reference, tmp_path, capsys)
             state["calls"] += 1
             if state["calls"] == 25:
                 raise KeyboardInterrupt  # Ctrl-C during a model call on the third day or so
-            from conftest import default_answer
-
-            return default_answer(agent, symbol, evidence)
+            return held_reduces(agent, symbol, evidence, messages)
 
         return scripted(respond=respond)
 
@@ -95,10 +93,10 @@ def test_interrupt_then_resume_from_the_cli(csv_and_reference, tmp_path, capsys)
     err = capsys.readouterr().err
     assert "--resume" in err and "replay starts 2020-03-10" in err
 
-    assert main(args, chat_model_factory=lambda spec: scripted()) == 2  # unfinished: refuses to start over
+    assert main(args, chat_model_factory=lambda spec: scripted(respond=held_reduces)) == 2  # unfinished: refuses to start over
     assert "unfinished backtest" in capsys.readouterr().err
 
-    assert main(["--out", str(out), "--resume", "--no-progress"], chat_model_factory=lambda spec: scripted()) == 0
+    assert main(["--out", str(out), "--resume", "--no-progress"], chat_model_factory=lambda spec: scripted(respond=held_reduces)) == 0
     text = capsys.readouterr().out
     assert "VOLT backtest 2020-03-10..2020-03-13" in text
     for label in ("Agent graph (learning)", "Agent graph, learning off", "Buy & hold", "SMA(20/50)", "RSI(14)"):
@@ -113,4 +111,4 @@ def test_interrupt_then_resume_from_the_cli(csv_and_reference, tmp_path, capsys)
         assert section in page
 
     # a finished backtest re-run into the same directory starts over (the cache is kept)
-    assert main(args, chat_model_factory=lambda spec: scripted()) == 0
+    assert main(args, chat_model_factory=lambda spec: scripted(respond=held_reduces)) == 0

@@ -89,7 +89,9 @@ def test_no_bar_on_the_fill_day_means_no_fill_and_a_held_gap_is_marked_at_its_la
     assert sorted(f["symbol"] for f in first["fills"]) == ["AAA", "BBB"]
     assert all(f["fill_date"] == dates[50][:4] + "-" + dates[50][4:6] + "-" + dates[50][6:] for f in first["fills"])
 
-    second = run_cycle(settings, chat_model_factory=factory).state
+    # cycle 2: both are held, so their exit reviews decide: the strategist's SELL REDUCEs each
+    reduce = lambda spec: scripted({"strategy": {"action": "SELL", "confidence": 0.6}})  # noqa: E731
+    second = run_cycle(settings, chat_model_factory=reduce).state
     D, F = day(dates, 50), day(dates, 51)
     assert second["as_of"] == f"{D:%Y-%m-%d}"
     by_symbol = {o["symbol"]: o for o in second["orders"]}

@@ -101,7 +101,8 @@ def test_high_volatility_regime_halves_the_position_cap_and_a_model_cannot_undo_
     path = tmp_path / "wild.csv"
     frame.to_csv(path, index=False)
     model = scripted({"macro": {"regime": "BULL_MARKET"}, "strategy": {"size_pct": 1.0}})
-    settings = settings_for(path, watchlist=["AAA"], top_k=1)
+    # market_breaker_pct=1: these ±6% swings would trip the market breaker (no new buys)
+    settings = settings_for(path, watchlist=["AAA"], top_k=1, market_breaker_pct=1.0)
     state = run(settings, model=model)
     macro = state["macro"]
     assert macro["output"]["regime"] == "BULL_MARKET" and macro["prior_regime"] == "HIGH_VOLATILITY"

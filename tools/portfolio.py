@@ -8,6 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# Shares below this are dust, not a holding: float residue of a close (1e-9 shares) must
+# never count as held. The broker closes such positions out (and any worth less than the
+# ``dust_notional`` setting) and a closing SELL sets a position to exactly zero.
+DUST_QTY = 1e-6
+
 
 @dataclass
 class Position:
@@ -24,7 +29,12 @@ class Account:
     positions: dict[str, Position] = field(default_factory=dict)
 
     def held(self) -> list[str]:
-        return sorted(s for s, p in self.positions.items() if abs(p.qty) > 1e-12)
+        """Symbols held, dust (below ``DUST_QTY`` shares) left out."""
+        return sorted(s for s, p in self.positions.items() if abs(p.qty) >= DUST_QTY)
+
+    def dust(self) -> list[str]:
+        """Symbols with a position of a few float crumbs (below ``DUST_QTY`` shares)."""
+        return sorted(s for s, p in self.positions.items() if abs(p.qty) < DUST_QTY)
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,20 @@
 :func:`size_order` turns a proposal into a share quantity that respects every limit.
 A model may pass a tighter ``max_position_pct``; the effective cap is always the smaller
 of the configured one and the model's (``min``), so a model can only tighten.
+
+Hard blocks on an order that opens or adds to a position (a BUY, or a SELL opening a
+short): its plan must be coherent (a BUY's stop below the entry and its target above it;
+mirrored for a short), its size is cut so that ``|price - stop| x shares`` is at most
+``risk_per_trade_pct`` of equity (the risk budget), and an order below
+``min_order_notional`` USD is not placed. A protection's block (drawdown halt, breakers,
+:mod:`tools.trading.protections`) comes first.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from tools.trading.plans import coherent_levels
 
 
 @dataclass(frozen=True)
@@ -17,6 +26,8 @@ class Limits:
     allow_short: bool
     max_drawdown_pct: float
     fee_rate: float
+    risk_per_trade_pct: float = 1.0  # of equity at risk to the stop; 1.0 = no budget
+    min_order_notional: float = 0.0  # USD
 
 
 @dataclass
@@ -54,11 +65,30 @@ def size_order(
     peak_equity: float,
     limits: Limits,
     model_max_position_pct: float | None = None,
+    stop: float | None = None,
+    target: float | None = None,
+    blocks_orders: str | None = None,
+    blocks_buys: str | None = None,
 ) -> SizedOrder:
-    """Largest order within limits. ``size_pct`` is the requested size as a share of equity."""
+    """Largest order within limits. ``size_pct`` is the requested size as a share of equity.
+
+    ``stop``/``target`` (USD per share) are the plan of an order that opens or adds;
+    ``blocks_orders``/``blocks_buys`` are the protections' reasons (None = no block)."""
     order = SizedOrder(symbol, side, 0.0, price, 0.0)
     if price <= 0 or equity <= 0:
         order.blocked = "no valid price or equity"
+        return order
+    if blocks_orders:
+        order.blocked = blocks_orders
+        return order
+    # opens or adds: a BUY that is not covering a short, or a SELL that opens/adds to a short
+    opening = (side == "BUY" and position_qty >= -1e-12) or (
+        side == "SELL" and limits.allow_short and position_qty <= 1e-12)
+    if opening and side == "BUY" and blocks_buys:
+        order.blocked = blocks_buys
+        return order
+    if opening and (incoherent := coherent_levels(side, price, stop, target)):
+        order.blocked = incoherent
         return order
     cap_pct = limits.max_position_pct
     if model_max_position_pct is not None:
@@ -101,7 +131,17 @@ def size_order(
             wanted_value = room_cash
             order.capped_by.append("cash")
         order.qty = max(0.0, wanted_value / price)
+    if opening and stop is not None and order.qty > 0:
+        budget = limits.risk_per_trade_pct * equity / abs(price - stop)  # coherent: distance > 0
+        if order.qty > budget:
+            order.qty = budget
+            order.capped_by.append("risk budget")
     order.notional = order.qty * price
+    if opening and order.qty > 1e-9 and order.notional < limits.min_order_notional:
+        order.qty = order.notional = 0.0
+        order.blocked = (f"below the minimum order notional: {', '.join(order.capped_by) or 'size'} leaves less "
+                         f"than {limits.min_order_notional:g} USD")
+        return order
     if order.qty <= 1e-9:
         order.qty = order.notional = 0.0
         order.blocked = order.blocked or "limits leave no room: " + ", ".join(order.capped_by or ["size 0"])
