@@ -1,7 +1,9 @@
 """``python -m graph.learning``: what VOLT has learned for a portfolio.
 
-Weights, per-agent accuracy, agent profiles (thresholds, model chains, timeouts),
-parameter changes, top error patterns per agent, the situation memory and the
+Weights, per-agent accuracy, the weights' comparators (cumulative Brier loss of the
+learned mix, equal weights, staying in cash, the best agent in hindsight), accuracy, IC
+and calibration per agent and prompt version, agent profiles (thresholds, model chains,
+timeouts), parameter changes, top error patterns per agent, the situation memory and the
 performance report over closed trades.
 """
 
@@ -19,9 +21,46 @@ from memory.learning_store import ALL_PREDICTORS, LearningStore
 from memory.ledger import Ledger
 from memory.run_lock import portfolio_lock
 from memory.weights import read_weights
-from nodes.learning_agent import default_profiles
+from nodes.learning_agent import REVIEWER_POOL, VOTER_POOL, default_profiles
 from tools.data_source import market_dataset
+from tools.learning.prompt_eval import evaluate
+from tools.learning.weights import comparators
+from tools.market_data import MarketDataset
+from tools.outcomes import resolve
 from tools.performance import analyze_trades
+
+
+def weight_comparators(store: LearningStore, portfolio: str) -> dict[str, dict]:
+    """Per pool (voters, reviewers): cumulative loss of the learned weights against the
+    comparators, one round per resolving cycle, each with the weights in force before it."""
+    rows = store.outcomes(portfolio)
+    history = store.weight_history(portfolio)
+    out = {}
+    for name, pool in (("voters", VOTER_POOL), ("reviewers", REVIEWER_POOL)):
+        by_round: dict[str, dict[str, list[float]]] = {}
+        for r in rows:
+            if r["agent"] in pool and r["loss"] is not None and r["resolved_as_of"]:
+                by_round.setdefault(r["resolved_as_of"], {}).setdefault(r["agent"], []).append(r["loss"])
+        rounds = []
+        for day in sorted(by_round):
+            before = [h for h in history if h["as_of"] < day and h["agent"] in pool]
+            last = max((h["as_of"] for h in before), default=None)
+            weights = {h["agent"]: h["weight"] for h in before if h["as_of"] == last}
+            rounds.append((weights, {a: sum(v) / len(v) for a, v in by_round[day].items()}))
+        out[name] = comparators(rounds)
+    return out
+
+
+def prompt_evaluation(store: LearningStore, portfolio: str, dataset: MarketDataset | None = None) -> list[dict]:
+    """Accuracy, IC and calibration per (agent, prompt_version). With a data set, each
+    resolved call's excess return is recomputed as it was resolved (for the IC)."""
+    rows = store.outcomes(portfolio)
+    if dataset is not None:
+        for r in rows:
+            res = (resolve(dataset, r["symbol"], r["as_of"], r["horizon"], pd.Timestamp(r["resolved_as_of"]))
+                   if r["resolved_as_of"] else None)
+            r["excess_return"] = res.excess_return if res else None
+    return evaluate(rows)
 
 
 def learning_report(settings: VoltSettings) -> dict:
@@ -29,10 +68,10 @@ def learning_report(settings: VoltSettings) -> dict:
     store, ledger = LearningStore(settings.ledger_path), Ledger(settings.ledger_path)
     cycles = ledger.cycles(portfolio)
     equity = pd.Series({pd.Timestamp(c["as_of"]): c["equity"] for c in cycles}, dtype=float)
-    market = None
+    market = dataset = None
     if len(cycles) > 2:
-        closes = market_dataset(settings).close_panel
-        market = closes.pct_change(fill_method=None).mean(axis=1).reindex(equity.index)
+        dataset = market_dataset(settings)
+        market = dataset.close_panel.pct_change(fill_method=None).mean(axis=1).reindex(equity.index)
     memory_size: int | None = 0
     if (settings.home / "chroma").exists():
         from memory.situation_memory import SituationMemory
@@ -47,6 +86,8 @@ def learning_report(settings: VoltSettings) -> dict:
         "last_cycle": cycles[-1]["as_of"] if cycles else None,
         "weights": read_weights(settings.ledger_path, portfolio, list(ALL_PREDICTORS)),
         "accuracy": store.accuracy_table(portfolio),
+        "comparators": weight_comparators(store, portfolio),
+        "prompt_versions": prompt_evaluation(store, portfolio, dataset),
         "predictions": store.counts(portfolio),
         "profiles": {a: p.as_dict() for a, p in store.profiles(portfolio, default_profiles(settings)).items()},
         "parameter_changes": store.parameter_changes(portfolio),
@@ -70,6 +111,20 @@ def render(report: dict) -> str:
         accuracy = f"{a['accuracy']:.0%}" if a.get("accuracy") is not None else "-"
         brier = f"{a['mean_loss']:.3f}" if a.get("mean_loss") is not None else "-"
         lines.append(f"  {agent:<17} {w:>6.2f}  {a.get('resolved', 0):>8}  {accuracy:>8}  {brier:>5}")
+    lines.append("\ncumulative Brier loss (lower is better): learned weights | equal weight | stay in cash"
+                 " | best agent in hindsight")
+    for pool, c in report["comparators"].items():
+        best = f"{c['best_agent']} {c['best_agent_loss']:.3f}" if c["best_agent"] else "-"
+        lines.append(f"  {pool:<10} {c['rounds']:>4} rounds: {c['learned_weights']:.3f} | {c['equal_weight']:.3f}"
+                     f" | {c['stay_in_cash']:.3f} | {best}")
+    lines.append("\naccuracy, IC (Spearman, signal vs excess return) and calibration per prompt version")
+    lines.append(f"  {'agent / prompt version':<38} {'n':>5}  {'accuracy':>8}  {'IC':>6}  {'Brier':>5}  "
+                 f"{'overconfidence':>14}")
+    for e in report["prompt_versions"]:
+        def f(v, fmt):
+            return format(v, fmt) if v is not None else "-"
+        lines.append(f"  {e['agent'] + ' / ' + e['prompt_version']:<38} {e['n']:>5}  {f(e['accuracy'], '.0%'):>8}"
+                     f"  {f(e['ic'], '+.2f'):>6}  {f(e['brier'], '.3f'):>5}  {f(e['overconfidence'], '+.2f'):>14}")
     lines.append("\nprofiles (version: threshold, timeout, model chain)")
     for agent, pr in report["profiles"].items():
         lines.append(f"  {agent:<17} v{pr['version']}: {pr['confidence_threshold']:.3f}, {pr['timeout_s']:.0f}s, "

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from memory.db import open_db
+from tools.error_handler import stored_message
 
 # every LLM agent has a versioned profile (model chain, threshold, timeout)
 IMPROVABLE_AGENTS = ("market_agent", "sentiment_agent", "forex_agent", "strategy_agent", "risk_agent",
@@ -110,6 +111,26 @@ class LearningStore:
             return conn.execute("SELECT COUNT(*) FROM agent_predictions WHERE portfolio=? AND agent=? AND resolved=1",
                                 (portfolio, agent)).fetchone()[0]
 
+    def outcomes(self, portfolio: str, agents: list[str] | None = None, *, since: str | None = None,
+                 limit: int | None = None) -> list[dict]:
+        """Resolved predictions, light rows (no features), newest first by as_of: what the
+        calibration, the gate, the comparators and the prompt evaluation read."""
+        sql = ("SELECT agent, symbol, as_of, horizon, signal, hit, loss, realized_return, resolved_as_of,"
+               " prompt_version FROM agent_predictions WHERE portfolio=? AND resolved=1")
+        args: list = [portfolio]
+        if agents:
+            sql += f" AND agent IN ({', '.join('?' * len(agents))})"
+            args += list(agents)
+        if since:
+            sql += " AND as_of >= ?"
+            args.append(since)
+        sql += " ORDER BY as_of DESC, agent, symbol"
+        if limit:
+            sql += " LIMIT ?"
+            args.append(limit)
+        with open_db(self.path) as conn:
+            return [dict(r) for r in conn.execute(sql, args)]
+
     def accuracy_table(self, portfolio: str) -> list[dict]:
         with open_db(self.path) as conn:
             return [dict(r) for r in conn.execute(
@@ -125,12 +146,13 @@ class LearningStore:
 
     # errors, consensus, trades -----------------------------------------------------------
     def record_errors(self, portfolio: str, cycle_id: str, errors: list[dict]) -> None:
+        """One row per error record; a record's ``count`` > 1 shows as ``" (×N)"`` in its message."""
         with open_db(self.path) as conn:
             conn.executemany(
                 "INSERT OR IGNORE INTO agent_errors(error_id, portfolio, cycle_id, agent, symbol, model, category,"
                 " message, recovery_action, resolved) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 [(f"{cycle_id}:{i}", portfolio, cycle_id, e.get("agent", "data"), e.get("symbol"), e.get("model"),
-                  e["category"], e["message"], e.get("recovery", "symbol skipped this cycle"), 1)
+                  e["category"], stored_message(e), e.get("recovery", "symbol skipped this cycle"), 1)
                  for i, e in enumerate(errors)],
             )
 

@@ -1,4 +1,5 @@
-"""Consensus vote weights per portfolio and agent. Equal (1.0) until learned or set."""
+"""Vote weights per portfolio and agent. Equal (1.0) until learned or set by hand; learned
+weights average 1.0 within their pool (voters, reviewers: nodes/learning_agent.py)."""
 
 from __future__ import annotations
 
