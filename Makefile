@@ -4,15 +4,17 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 ARGS   ?=
 
-.PHONY: run test install install-dev local-llm lint bench clean
+.PHONY: run test install install-dev local-llm lint bench dashboard clean
 
+# Recipes of `run`'s prerequisites are silent (@, pip --quiet, its notices on stderr), so
+# `make run ARGS="--json"` prints only the JSON document on stdout.
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "VOLT needs Python 3.11 or newer (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	@$(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --upgrade pip >&2
 
 $(VENV)/.installed: $(VENV)/bin/python pyproject.toml
-	$(PY) -m pip install --quiet -e .
+	@$(PY) -m pip install --quiet -e . >&2
 	@touch $@
 
 $(VENV)/.installed-dev: $(VENV)/bin/python pyproject.toml
@@ -31,7 +33,7 @@ local-llm: install
 
 ## One trading cycle on the embedded replay data (no API key, no Ollama needed).
 run: install
-	$(PY) -m graph.run $(ARGS)
+	@$(PY) -m graph.run $(ARGS)
 
 ## Install with dev extras, lint, and run the offline test suite.
 ## pytest exits 5 when it collects nothing: that is a failure here, not a pass.
@@ -42,6 +44,10 @@ test: install-dev
 
 lint: install-dev
 	$(PY) -m ruff check .
+
+## The read-only dashboard on http://127.0.0.1:8050/ (ARGS="--home DIR --port N").
+dashboard: install
+	$(PY) -m graph.dashboard $(ARGS)
 
 bench: install
 	$(PY) benchmarks/cycle_benchmark.py

@@ -97,6 +97,8 @@ class BacktestConfig:
     cache: bool = True
     cache_path: str | None = None  # default: <out>/llm_cache.sqlite
     frozen_baseline: bool = True  # also replay the graph with learning off
+    # VoltSettings fields applied last (graph.evaluate's arms, e.g. {"learning": False})
+    settings_overrides: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict) -> BacktestConfig:
@@ -216,6 +218,7 @@ def run_settings(cfg: BacktestConfig, out: Path, run: str, state: str) -> VoltSe
         overrides["source"] = "replay"  # a backtest replays data: never VOLT_SOURCE's live feed
     if "llm_cache" in VoltSettings.model_fields:  # --no-cache wins over VOLT_LLM_CACHE
         overrides["llm_cache"] = (Path(cfg.cache_path) if cfg.cache_path else out / CACHE_FILE) if cfg.cache else None
+    overrides.update(cfg.settings_overrides or {})
     return VoltSettings(**overrides)
 
 
@@ -302,8 +305,13 @@ def run_graph(cfg: BacktestConfig, out: Path, run: str, state_dir: str, days: li
 # --------------------------------------------------------------------------- parallel replays
 
 
-def _replay_worker(cfg_data: dict, out: str, run: str, state_dir: str, days: list[str], queue) -> None:
-    """Child process: one replay, reporting each day (and how it ended) on ``queue``."""
+def _replay_worker(cfg_data: dict, out: str, run: str, state_dir: str, days: list[str], queue,
+                   parent: int | None = None) -> None:
+    """Child process: one replay, reporting each day (and how it ended) on ``queue``. It exits
+    within a fraction of a second when the parent dies (graph.daemon.die_with_parent)."""
+    from graph.daemon import die_with_parent
+
+    die_with_parent(parent)
     try:
         run_graph(BacktestConfig.from_dict(cfg_data), Path(out), run, state_dir, [pd.Timestamp(d) for d in days],
                   on_day=lambda *day: queue.put(("day", *day)))
@@ -325,7 +333,7 @@ def _run_in_parallel(cfg: BacktestConfig, out: Path, runs: list[str], state_dir:
     messages = ctx.Queue()
     day_strings = [f"{d:%Y-%m-%d}" for d in days]
     children = [ctx.Process(target=_replay_worker, name=f"volt-backtest-{run}",
-                            args=(asdict(cfg), str(out), run, state_dir, day_strings, messages))
+                            args=(asdict(cfg), str(out), run, state_dir, day_strings, messages, os.getpid()))
                 for run in runs[1:]]
     endings: dict[str, tuple[str, str]] = {}
     stop = threading.Event()

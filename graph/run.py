@@ -4,6 +4,11 @@ Each run on the replay data advances the portfolio one trading day. State is
 checkpointed with ``SqliteSaver`` (one thread per portfolio), so a run killed at any
 point resumes its cycle on the next start instead of starting a new one.
 
+Operations (``--loop``, graph/daemon.py): SIGTERM or Ctrl-C stops at the next step of the
+cycle with one line (exit 0 for a loop, 130 for an interrupted one-shot cycle, which resumes
+on the next start); JSON logs go to ``$VOLT_HOME/logs/volt.log``; a live loop sleeps until
+the next NYSE session's bar. After each cycle, an alert when every model failed.
+
 Exit codes: 0 done; 2 operational error, in one line (unreadable CSV, bad --as-of, portfolio
 busy, a damaged, read-only or full data store). A damaged ``checkpoints.db`` is not an error:
 it is moved aside (one warning line) and the cycle restarts from the ledger.
@@ -12,16 +17,19 @@ it is moved aside (one warning line) and the cycle restarts from the ledger.
 from __future__ import annotations
 
 import argparse
+import logging
 import sqlite3
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from graph.builder import build_graph
+from graph.chains import load_chains
 from graph.context import ChatModelFactory, VoltContext
+from graph.daemon import StopRequested, StopSignals, next_bar_at, setup_operations, wait_until
 from graph.errors import (
     CycleDateError,
     DataError,
@@ -32,6 +40,9 @@ from graph.errors import (
 from graph.report import build_report, render_json, render_text
 from graph.secrets import finnhub_api_key
 from graph.settings import VoltSettings
+from graph.tracing import cycle_config
+from memory.alerts import alert_if_all_models_failed, flush_alerts
+from memory.breakers import endpoint_breakers
 from memory.checkpoints import is_damage, open_saver, set_aside
 from memory.ledger import Ledger
 from memory.run_lock import portfolio_lock
@@ -40,10 +51,13 @@ from nodes.prepare_cycle import iso_day, live_as_of, resolve_as_of
 from tools.alt_data import AltDataProvider
 from tools.data_source import market_dataset, set_live_dataset
 from tools.finnhub_alt_data import FinnhubAltData
-from tools.finnhub_gateway import open_gateway
+from tools.finnhub_gateway import breaker_counts, open_gateway
 from tools.live_market import fresh_quote_symbols, latest_price, load_live_dataset
+from tools.market import DataOptions
 from tools.market_data import MarketDataset, SymbolIssue, load_dataset
 from tools.trade_stream import TradeStream
+
+log = logging.getLogger("volt.run")
 
 DEFAULT_LIVE_WATCHLIST = ["AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "TSLA", "JPM", "V", "XOM"]
 
@@ -85,11 +99,13 @@ def open_live_source(settings: VoltSettings, today: date | None = None, stream: 
     error this cycle, not a trade. When every symbol is stale (stream warming up, market
     closed) the cycle does not run: CycleDateError, so the day is not recorded as done and the
     loop tries again."""
-    gateway = open_gateway(settings.home)  # MissingApiKeyError (exit 2) names the variable
+    # MissingApiKeyError (exit 2) names the variable; endpoint breakers persist in ops.db
+    gateway = open_gateway(settings.home, breaker_for=endpoint_breakers(settings, counts=breaker_counts))
     watchlist = settings.watchlist or DEFAULT_LIVE_WATCHLIST
     try:
         dataset, notes = load_live_dataset(gateway, watchlist, today or date.today(),
-                                           min_history=settings.min_history, stream=stream)
+                                           min_history=settings.min_history, stream=stream,
+                                           options=DataOptions.from_settings(settings))
         if stream is not None:
             quiet = stream.stale_symbols(max_age_s=settings.stale_after_s)
             fresh = set(fresh_quote_symbols(gateway, quiet, settings.stale_after_s))
@@ -126,8 +142,15 @@ def open_checkpointer(settings: VoltSettings) -> SqliteSaver:
 
 def run_cycle(settings: VoltSettings, *, as_of: str | None = None,
               chat_model_factory: ChatModelFactory | None = None,
-              alt_data: AltDataProvider | None = None, stream: TradeStream | None = None) -> CycleResult:
+              alt_data: AltDataProvider | None = None, stream: TradeStream | None = None,
+              stop: StopSignals | None = None, trace: dict | None = None) -> CycleResult:
     """Run (or resume) one cycle. The caller holds the portfolio lock.
+
+    ``stop``: checked after each step of the graph; a requested stop raises
+    :class:`graph.daemon.StopRequested` with the step's checkpoint saved (the next run resumes
+    there). ``trace``: extra LangSmith metadata (``graph.tracing.cycle_config``). A live cycle
+    has a deadline of ``settings.cycle_deadline_s`` seconds: no Finnhub wait and no model call
+    goes past it.
 
     Storage failures are one-line :class:`StorageError`\\ s. The ledger is read first, so a
     damaged ``volt.db`` stops the run before anything else is touched. A damaged
@@ -142,34 +165,61 @@ def run_cycle(settings: VoltSettings, *, as_of: str | None = None,
         chat_model_factory=chat_model_factory,
         alt_data=alt_data or (FinnhubAltData(live.gateway) if live else None),
         live_price=live.price if live else None,
+        deadline=time.monotonic() + settings.cycle_deadline_s if live else None,
     )
     notes = live.notes if live else []
+    extra = {"stop": stop, "trace": trace}
     try:
-        try:
-            return _invoke_cycle(settings, context, as_of, live is not None, notes)
-        except StorageError as exc:
-            if not is_damage(exc, settings.checkpoint_path):
-                raise
-            aside = set_aside(settings.checkpoint_path)
-            print(f"warning: {settings.checkpoint_path} is damaged (it only caches the ledger): moved aside to "
-                  f"{aside.name}; the cycle restarts from the ledger (last completed cycle: "
-                  f"{last['as_of'] if last else 'none'})", file=sys.stderr, flush=True)
-            return _invoke_cycle(settings, context, as_of, live is not None, notes)
+        if live is not None:
+            with live.gateway.deadline_in(settings.cycle_deadline_s):
+                return _invoke_or_restart(settings, context, as_of, True, notes, last, extra)
+        return _invoke_or_restart(settings, context, as_of, False, notes, last, extra)
     finally:
         if live is not None:
             live.gateway.close()
 
 
+def _invoke_or_restart(settings: VoltSettings, context: VoltContext, as_of: str | None, live: bool,
+                       notes: list[str], last: dict | None, extra: dict) -> CycleResult:
+    """:func:`_invoke_cycle`, once more after moving a damaged ``checkpoints.db`` aside."""
+    try:
+        return _invoke_cycle(settings, context, as_of, live, notes, **extra)
+    except StorageError as exc:
+        if not is_damage(exc, settings.checkpoint_path):
+            raise
+        aside = set_aside(settings.checkpoint_path)
+        print(f"warning: {settings.checkpoint_path} is damaged (it only caches the ledger): moved aside to "
+              f"{aside.name}; the cycle restarts from the ledger (last completed cycle: "
+              f"{last['as_of'] if last else 'none'})", file=sys.stderr, flush=True)
+        return _invoke_cycle(settings, context, as_of, live, notes, **extra)
+
+
+def _run_graph(app, graph_input: dict | None, config: dict, context: VoltContext,
+               stop: StopSignals | None) -> dict:
+    """``app.invoke`` step by step: after each step (its checkpoint saved, durability
+    ``sync``) a requested stop raises :class:`StopRequested`. Returns the final state."""
+    final: dict = {}
+    for values in app.stream(graph_input, config, context=context, durability="sync", stream_mode="values"):
+        final = values
+        if stop is not None:
+            stop.check()
+    return final
+
+
 def _invoke_cycle(settings: VoltSettings, context: VoltContext, as_of: str | None, live: bool,
-                  notes: list[str]) -> CycleResult:
+                  notes: list[str], stop: StopSignals | None = None, trace: dict | None = None) -> CycleResult:
     """Resume the checkpointed cycle, or start the next one (see :func:`run_cycle`)."""
     config = thread_config(settings.portfolio)
+    traced = cycle_config(settings.portfolio, settings.source, as_of, **(trace or {}))
     saver = open_checkpointer(settings)
     try:
         app = cycle_graph.copy(update={"checkpointer": saver})
         pending = app.get_state(config)
         if pending.next:
-            state = app.invoke(None, config, context=context, durability="sync")
+            resumed_day = (pending.values or {}).get("as_of")
+            run_config = {**config, **cycle_config(settings.portfolio, settings.source, resumed_day,
+                                                   resumed=True, **(trace or {}))}
+            state = _run_graph(app, None, run_config, context, stop)
             return CycleResult(state, resumed=True, notes=notes)
         # The previous cycle is complete and fully recorded in the ledger and the learning
         # store; dropping its checkpoints keeps the file at about one cycle's size.
@@ -178,8 +228,9 @@ def _invoke_cycle(settings: VoltSettings, context: VoltContext, as_of: str | Non
         last = Ledger(settings.ledger_path).last_completed_cycle(settings.portfolio)
         last_day = last["as_of"] if last else None
         day = live_as_of(dataset, last_day) if live else resolve_as_of(dataset, last_day, as_of, settings.min_history)
-        state = app.invoke({"portfolio_id": settings.portfolio, "as_of": f"{day:%Y-%m-%d}"},
-                           config, context=context, durability="sync")
+        traced["metadata"]["as_of"] = f"{day:%Y-%m-%d}"
+        state = _run_graph(app, {"portfolio_id": settings.portfolio, "as_of": f"{day:%Y-%m-%d}"},
+                           {**config, **traced}, context, stop)
         return CycleResult(state, resumed=False, notes=notes)
     finally:
         saver.conn.close()
@@ -200,6 +251,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="keep running: a cycle, then wait SECONDS (live: the trade stream runs in between)")
     p.add_argument("--cycles", type=int, metavar="N", help="with --loop: stop after N cycles")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of the summary")
+    p.add_argument("--verbose", action="store_true", help="the model chain's full status in the summary")
     return p.parse_args(argv)
 
 
@@ -211,19 +263,67 @@ def settings_from_args(args: argparse.Namespace) -> VoltSettings:
     return VoltSettings(**{k: v for k, v in overrides.items() if v is not None})
 
 
-def run_loop(settings: VoltSettings, args: argparse.Namespace, chat_model_factory: ChatModelFactory | None) -> int:
-    """Cycles until Ctrl-C, ``--cycles``, or (replay) the end of the data. The caller holds the lock.
+def _after_cycle(settings: VoltSettings, args: argparse.Namespace, result: CycleResult,
+                 started: tuple[float, float], cycle: int | None = None) -> None:
+    """Print the report, raise the all-models-failed alert, log the cycle's end (JSON log).
+    ``started``: the cycle's start as ``(time.monotonic(), time.time())``."""
+    state = result.state
+    report = build_report(state, resumed=result.resumed, notes=result.notes, home=settings.home,
+                          verbose=args.verbose, alerts_since=started[1])
+    print(render_json(report) if args.json else render_text(report) + ("\n" if cycle is not None else ""),
+          flush=True)
+    alert_if_all_models_failed(settings.home, state)
+    log.info("cycle end", extra={
+        "cycle": cycle, "portfolio": settings.portfolio, "as_of": state.get("as_of"),
+        "resumed": result.resumed, "duration_s": round(time.monotonic() - started[0], 3),
+        "fills": len(state.get("fills") or []), "errors": len(state.get("errors") or []),
+        "data_errors": len(state.get("data_errors") or []), "data_notes": len(state.get("data_notes") or [])})
 
-    Live: a trade stream for the watchlist runs the whole time, feeding the bar builder and
-    the stale-feed check; a cycle runs when a new daily bar exists, else the loop waits. The
-    first cycle waits up to ``stream_warmup_s`` for a trade per symbol (a symbol still without
-    one uses its quote if fresh); with no live price at all the cycle waits, not the day."""
+
+def _start_cycle(settings: VoltSettings, cycle: int | None) -> tuple[float, float]:
+    log.info("cycle start", extra={"cycle": cycle, "portfolio": settings.portfolio, "source": settings.source})
+    return time.monotonic(), time.time()
+
+
+def _live_wait(settings: VoltSettings, stop: StopSignals, poll_s: float, waiting: bool) -> bool:
+    """Live loop: sleep until the next NYSE session's bar after the last completed cycle (or,
+    inside a session whose cycle still waits for a price, ``poll_s``). True when stopped."""
+    if settings.market_calendar == "none":  # no sessions to wait for: poll
+        return stop.sleep(poll_s)
+    last = Ledger(settings.ledger_path).last_completed_cycle(settings.portfolio)
+    last_day = date.fromisoformat(last["as_of"]) if last else None
+    now = datetime.now(UTC)
+    when = next_bar_at(now, last_day, name=settings.market_calendar)
+    if when <= now:  # the session is open and its cycle not done: try again shortly
+        return stop.sleep(poll_s)
+    if not waiting:
+        print(f"sleeping until the next session's bar: {when:%Y-%m-%d %H:%M} UTC", file=sys.stderr, flush=True)
+    log.info("sleep", extra={"until": when.isoformat(), "seconds": round((when - now).total_seconds())})
+    return wait_until(when, stop)
+
+
+def run_loop(settings: VoltSettings, args: argparse.Namespace, chat_model_factory: ChatModelFactory | None,
+             stop: StopSignals | None = None) -> int:
+    """Cycles until a stop signal, ``--cycles``, or (replay) the end of the data. The caller
+    holds the lock.
+
+    Replay: ``--loop SECONDS`` is the pause between cycles. Live: a trade stream for the
+    watchlist runs the whole time, feeding the bar builder and the stale-feed check; after a
+    cycle the loop sleeps until the next NYSE session's bar (holidays skipped, graph.daemon),
+    and while a session's cycle waits for a live price it retries every SECONDS. The first
+    cycle waits up to ``stream_warmup_s`` for a trade per symbol.
+
+    SIGTERM or Ctrl-C: the cycle in flight stops at its next step (checkpointed, it resumes
+    on the next start), one line on stderr, exit 0. A second signal stops at once."""
+    stop = stop or StopSignals()
     stream = None
     if settings.source == "finnhub":
         stream = TradeStream(finnhub_api_key(), settings.watchlist or DEFAULT_LIVE_WATCHLIST,
                              url=settings.finnhub_ws_url, stale_after_s=settings.stale_after_s)
         stream.start()
     done, waiting = 0, False
+    log.info("loop start", extra={"portfolio": settings.portfolio, "source": settings.source,
+                                  "pause_s": args.loop, "cycles": args.cycles})
     try:
         if stream is not None and settings.stream_warmup_s > 0:
             print(f"warm-up: waiting up to {settings.stream_warmup_s:.0f}s for trades on "
@@ -232,29 +332,46 @@ def run_loop(settings: VoltSettings, args: argparse.Namespace, chat_model_factor
             print(f"warm-up: {len(stream.symbols) - len(missing)} of {len(stream.symbols)} symbols traded"
                   + (f"; without a trade (quote if fresh): {', '.join(missing)}" if missing else ""),
                   file=sys.stderr, flush=True)
-        while args.cycles is None or done < args.cycles:
+        while (args.cycles is None or done < args.cycles) and not stop.requested.is_set():
+            started = _start_cycle(settings, done + 1)
             try:
-                result = run_cycle(settings, chat_model_factory=chat_model_factory, stream=stream)
+                result = run_cycle(settings, chat_model_factory=chat_model_factory, stream=stream, stop=stop,
+                                   trace={"cycle": done + 1, "loop": True})
             except CycleDateError as exc:
                 if settings.source == "replay":
                     print(f"loop finished: {exc}", file=sys.stderr)
+                    log.info("loop finished", extra={"reason": str(exc), "cycles_done": done})
                     return 0
                 if not waiting:
                     print(f"waiting: {exc}", file=sys.stderr, flush=True)
+                    log.info("waiting", extra={"reason": str(exc)})
                 waiting = True
             else:
                 waiting = False
                 done += 1
-                report = build_report(result.state, resumed=result.resumed, notes=result.notes)
-                print(render_json(report) if args.json else render_text(report) + "\n", flush=True)
+                _after_cycle(settings, args, result, started, done)
             if args.cycles is not None and done >= args.cycles:
                 break
-            time.sleep(args.loop)
+            stopped = (_live_wait(settings, stop, args.loop, waiting) if settings.source == "finnhub"
+                       else stop.sleep(args.loop))
+            if stopped:
+                break
+    except StopRequested as exc:
+        print(f"stopped ({exc.signal_name}) after {done} cycle(s): the cycle in flight resumes on the next start",
+              file=sys.stderr, flush=True)
+        log.info("loop stopped", extra={"signal": exc.signal_name, "cycles_done": done, "in_flight": True})
+        return 0
     except KeyboardInterrupt:
-        print(f"stopped after {done} cycle(s)", file=sys.stderr)
+        print(f"stopped at once after {done} cycle(s): the cycle in flight resumes on the next start",
+              file=sys.stderr, flush=True)
+        log.info("loop stopped", extra={"signal": "second", "cycles_done": done, "in_flight": True})
+        return 0
     finally:
         if stream is not None:
             stream.stop()
+    if stop.requested.is_set():
+        print(f"stopped ({stop.signal_name}) after {done} cycle(s)", file=sys.stderr, flush=True)
+        log.info("loop stopped", extra={"signal": stop.signal_name, "cycles_done": done, "in_flight": False})
     return 0
 
 
@@ -264,16 +381,26 @@ def main(argv: list[str] | None = None, *, chat_model_factory: ChatModelFactory 
         if args.as_of is not None:
             iso_day(args.as_of)  # YYYY-MM-DD only, checked before anything is opened
         settings = settings_from_args(args)
+        load_chains(settings.chains_file)  # a bad chains file is one line, before anything runs
         if settings.home.exists() and not settings.home.is_dir():
             raise StorageError(f"VOLT_HOME {settings.home} is a file, not a directory: use --home DIR",
                                path=settings.home, kind="not-a-directory")
         if settings.source == "replay":
             load_dataset(settings.data_csv)  # an unreadable CSV fails here, before anything runs
-        if args.loop is not None:
-            with portfolio_lock(settings.home, settings.portfolio):
-                return run_loop(settings, args, chat_model_factory)
-        with portfolio_lock(settings.home, settings.portfolio):
-            result = run_cycle(settings, as_of=args.as_of, chat_model_factory=chat_model_factory)
+        setup_operations(settings)
+        with StopSignals() as stop, portfolio_lock(settings.home, settings.portfolio):
+            if args.loop is not None:
+                return run_loop(settings, args, chat_model_factory, stop)
+            started = _start_cycle(settings, None)
+            result = run_cycle(settings, as_of=args.as_of, chat_model_factory=chat_model_factory, stop=stop)
+            _after_cycle(settings, args, result, started)
+        return 0
+    except (StopRequested, KeyboardInterrupt) as exc:
+        # one line, no traceback; the checkpointed cycle resumes on the next start
+        how = f"({exc.signal_name})" if isinstance(exc, StopRequested) else "at once"
+        print(f"interrupted {how}: the cycle resumes on the next start", file=sys.stderr, flush=True)
+        log.info("cycle interrupted", extra={"signal": getattr(exc, "signal_name", "second")})
+        return 130
     except OperationalError as exc:  # StorageError included: one line naming the file
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -286,9 +413,8 @@ def main(argv: list[str] | None = None, *, chat_model_factory: ChatModelFactory 
         print(f"error: storage: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
               file=sys.stderr)
         return 2
-    report = build_report(result.state, resumed=result.resumed, notes=result.notes)
-    print(render_json(report) if args.json else render_text(report))
-    return 0
+    finally:
+        flush_alerts(5)  # webhook deliveries in flight, bounded
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ One prediction per agent and candidate, as a signal in [-1, 1]: MarketAgent's di
 times strength, StrategyAgent's action times confidence, the consensus score, and for a
 proposed trade each reviewer's verdict (approve = +0.5 on the trade's direction, reject =
 -0.5), so the reviewers learn whether they are too strict or too loose. Also: the
-consensus records, every handled error with its recovery, and closed trades.
+consensus records, every handled error with its recovery (identical ones of a cycle once,
+with their count), and closed trades.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from memory.learning_store import LearningStore
 from memory.ledger import Ledger
 from nodes.consensus import DIRECTION, agent_call
 from tools.data_source import market_dataset
+from tools.error_handler import dedupe
 from tools.situation_features import market_condition, situation_features
 
 REVIEW_CONVICTION = 0.5
@@ -91,7 +93,8 @@ def _closed_trades(state: CycleState, ledger: Ledger, calendar: pd.DatetimeIndex
             "trade_id": f["order_id"], "portfolio": state["portfolio_id"], "symbol": f["symbol"], "action": "LONG",
             "entry_price": entry, "exit_price": f["price"], "qty": f["qty"], "pnl": f["realized_pnl"],
             "duration_days": duration, "opened": opened, "closed": f["fill_date"],
-            "market_condition": market_condition(state["snapshots"][f["symbol"]]),
+            "market_condition": market_condition(state["snapshots"][f["symbol"]])
+            if f["symbol"] in state.get("snapshots", {}) else "unknown",  # a broker exit of a non-candidate
             "errors": errors_by_symbol.get(f["symbol"], []),
         })
     return out
@@ -103,7 +106,8 @@ def learning_recorder(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
     portfolio, cycle_id = state["portfolio_id"], state["cycle_id"]
     predictions = _predictions(state, settings.horizon_days)
     store.record_predictions(predictions)
-    store.record_errors(portfolio, cycle_id, [*state.get("errors", []), *state.get("data_errors", [])])
+    # one row per distinct error of the cycle, its count in the message (tools.error_handler)
+    store.record_errors(portfolio, cycle_id, dedupe([*state.get("errors", []), *state.get("data_errors", [])]))
     store.record_consensus([
         {"record_id": f"{cycle_id}:{d['symbol']}:{d['revision']}", "portfolio": portfolio, "as_of": state["as_of"],
          "symbol": d["symbol"], "proposal": {k: d["consensus"][k] for k in ("action", "size_pct", "entry", "exit", "stop_loss")},

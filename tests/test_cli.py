@@ -107,3 +107,51 @@ def test_second_concurrent_run_fails_fast(market_csv, settings_for, capsys):
         holder.kill()
         holder.wait()
     assert main(args_for(settings, "--models", "")) == 0  # free again once the holder is gone
+
+
+def test_ctrl_c_on_a_one_shot_run_is_one_line(tmp_path, market_csv):
+    """SIGINT mid-cycle: one line on stderr, no KeyboardInterrupt traceback, exit 130; the
+    checkpointed cycle resumes on the next start."""
+    import signal
+
+    from test_daemon import _run_helper_until_mid_cycle
+
+    rc, out, err = _run_helper_until_mid_cycle(tmp_path, market_csv, signal.SIGINT)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert rc == 130 and len(lines) == 1 and lines[0].startswith("interrupted"), err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+
+
+def test_model_line_is_short_unless_verbose():
+    from graph.report_ops import model_line
+
+    status = {"usable": ["llamacpp:smollm2"], "missing": ["ollama:qwen3:8b"], "reachable": False,
+              "host": "http://localhost:11434", "breaker_open": [], "note": "x" * 400}
+    assert model_line(status) == "models: llamacpp:smollm2 (Ollama unreachable)"
+    assert model_line({"usable": [], "missing": [], "note": "no models configured (VOLT_MODELS is empty)"}) \
+        == "models: none configured (quantitative priors)"
+    blocked = {"usable": [], "missing": ["ollama:a"], "breaker_open": ["ollama:a"], "reachable": True}
+    assert model_line(blocked) == "models: none usable, quantitative priors (breaker open: ollama:a)"
+
+
+def test_report_lists_open_breakers_and_this_cycles_alerts(tmp_path, market_csv, settings_for):
+    import time as time_module
+
+    from graph.report import build_report, render_text
+    from graph.run import run_cycle
+    from memory.alerts import raise_alert
+    from memory.breakers import forget_process_breakers, model_breaker
+
+    settings = settings_for(market_csv, home=tmp_path / "home", breaker_fail_max=1)
+    state = run_cycle(settings, chat_model_factory=lambda spec: scripted()).state
+    since = time_module.time()
+    model_breaker(settings, "ollama:dead").record(ConnectionError("refused"))  # fail_max 1: open
+    raise_alert(settings.home, "halt", "drawdown halt")
+    forget_process_breakers()
+    report = build_report(state, home=settings.home, alerts_since=since)
+    text = render_text(report)
+    assert [b["name"] for b in report.breakers] == ["model:ollama:dead"]
+    assert "breakers: open: model:ollama:dead" in text
+    assert "alert: halt: drawdown halt" in text and "alert: breaker_open" in text
+    later = build_report(state, home=settings.home, alerts_since=time_module.time() + 1)
+    assert later.alerts == []

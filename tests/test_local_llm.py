@@ -288,5 +288,5 @@ def test_full_cycle_on_the_replay_data_with_the_embedded_model(settings_for):
     assert gross <= settings.max_gross_exposure_pct * after["equity"] + 1e-6
 
     text = render_text(build_report(state))
-    assert "SmolLM2-135M-Instruct" in text  # the model-status line
+    assert f"models: {EMBEDDED_SPEC}" in text  # the (short) model-status line
     assert f"[model {EMBEDDED_SPEC}]" in text
