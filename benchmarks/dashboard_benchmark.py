@@ -1,0 +1,117 @@
+"""Dashboard speed on a home with a year of cycles (195 cycles x ~15 candidates, priors only).
+
+    .venv/bin/python benchmarks/dashboard_benchmark.py [--out /tmp/volt-dashboard-year] [--repeat 20]
+
+The home is made once by ``python -m graph.backtest --model none --top-k 15`` on the embedded
+data (about a minute) and reused from ``--out`` afterwards. Then:
+
+- first paint per page: headless Chromium (Debian's) opens each page and waits until its main
+  element is drawn (a figure: until Plotly drew it). ``cold`` is the very first load of the
+  browser (Plotly's 4 MB script parsed for the first time); the per-page figures are the
+  median of ``--paints`` loads with the browser cache warm, as a returning user sees them;
+- callbacks: each server-side callback (page render, decision detail, indicator figure,
+  feedback filter, stamp poll) ``--repeat`` times on varied inputs; p50 and p95 in ms.
+Target: first paint <= 2 s per page, every callback p95 <= 300 ms, on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from graph.dashboard import harness  # noqa: E402
+from graph.dashboard.app import Context, _pages, create_app  # noqa: E402
+from graph.dashboard.data import HomeData  # noqa: E402
+from graph.dashboard.market import MarketView  # noqa: E402
+from graph.dashboard.pages import decisions, feedback, indicators  # noqa: E402
+
+PORTFOLIO = "backtest"
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+def callbacks(home: Path, runs: Path, repeat: int) -> dict:
+    rng = random.Random(7)
+    ctx = Context(data=HomeData(home, runs_dir=runs), market=MarketView(), portfolio=PORTFOLIO)
+    ctx.market.dataset(wait_s=60)
+    days = ctx.data.cycle_days(PORTFOLIO)
+    symbols = ctx.market.symbols()
+    counts = ctx.data.message_counts(PORTFOLIO)
+    types = sorted(counts["message_type"].unique())
+    cases = {f"render {path}": (lambda m=module: m.layout(ctx, PORTFOLIO)) for path, (_, module) in _pages().items()}
+
+    def detail():
+        day = rng.choice(days)
+        picks = decisions.symbols_of(ctx, PORTFOLIO, day)
+        return decisions.detail(ctx, PORTFOLIO, day, rng.choice(picks)) if picks else None
+
+    cases["decision detail"] = detail
+    cases["decision symbols"] = lambda: decisions.symbols_of(ctx, PORTFOLIO, rng.choice(days))
+    cases["indicator figure"] = lambda: indicators.figure(ctx, PORTFOLIO, rng.choice(symbols))
+    cases["feedback filter"] = lambda: feedback.body(feedback.filtered(
+        ctx.data.message_counts(PORTFOLIO), rng.sample(types, k=max(1, len(types) // 2)), ["NORMAL", "HIGH"]))
+    cases["stamp poll"] = lambda: ctx.data.stamp(PORTFOLIO)
+    out = {}
+    for name, fn in cases.items():
+        fn()  # first call fills the per-cycle cache, as the first visitor does
+        times = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - started) * 1000)
+        out[name] = {"p50_ms": round(statistics.median(times), 1), "p95_ms": round(p95(times), 1)}
+    return out
+
+
+def paints(home: Path, runs: Path, loads: int) -> dict:
+    app = create_app(home, portfolio=PORTFOLIO, runs_dir=runs)
+    app.logger.disabled = True
+    import logging
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    app_market_ready = time.perf_counter()
+    result = {}
+    with harness.serve(app) as url, harness.chrome() as driver:
+        result["cold_first_load_s"] = round(harness.open_page(driver, url + "/", harness.READY["/"], 60), 3)
+        result["market_data_wait_s"] = round(time.perf_counter() - app_market_ready, 3)
+        for path, ready in harness.READY.items():
+            times = [harness.open_page(driver, url + path, ready, 60) for _ in range(loads)]
+            result[path] = round(statistics.median(times), 3)
+        result["severe_console_entries"] = len(harness.severe(driver))
+    return result
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="/tmp/volt-dashboard-year", help="backtest folder (made once, then reused)")
+    p.add_argument("--repeat", type=int, default=20, help="calls per callback (default 20)")
+    p.add_argument("--paints", type=int, default=3, help="loads per page (default 3)")
+    p.add_argument("--no-browser", action="store_true", help="callbacks only")
+    args = p.parse_args()
+    out = Path(args.out)
+    started = time.perf_counter()
+    home = harness.build_home(out, top_k=15)
+    built_s = time.perf_counter() - started
+    data = HomeData(home)
+    n_cycles = data.stamp(PORTFOLIO)[0]
+    per_cycle = len(data.query("SELECT 1 FROM consensus_records")) / max(1, n_cycles)
+    report = {"home": str(home), "cycles": n_cycles, "decisions_per_cycle": round(per_cycle, 1),
+              "home_ready_s": round(built_s, 1), "callbacks": callbacks(home, out, args.repeat)}
+    if not args.no_browser:
+        why = harness.browser_missing()
+        report["first_paint_s"] = paints(home, out, args.paints) if why is None else {"skipped": why}
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The VOLT dashboard (``python -m graph.dashboard``): a read-only Dash app over a VOLT home."""
