@@ -91,6 +91,10 @@ class VoltSettings(BaseSettings):
     # position plans, dust and protections (tools/trading/)
     max_holding_days: int = Field(default=20, ge=1, le=500, description="A plan's horizon: trading days "
                                   "after the entry fill at whose open the broker exits (time exit).")
+    review_trail_atr: float = Field(
+        default=0.0, ge=0, le=20,
+        description="Exit reviews propose a stop this many ATRs below the close (longs), tightening "
+        "only; 0 = off (the optional trailing stop of the reviews).")
     trailing_stop_pct: float = Field(default=0.0, ge=0, lt=1, description="Trailing stop below the best "
                                      "price since entry (fraction); 0 = off.")
     risk_per_trade_pct: float = Field(default=0.02, gt=0, le=1, allow_inf_nan=False, description="Most "

@@ -20,9 +20,10 @@ analysts, consensus, then two deterministic steps here:
 
   EXIT sells the whole held quantity, REDUCE ``settings.reduce_fraction`` of it, at the
   decision day's close as the reference (the broker fills on the next bar). While not exiting,
-  a trailing stop ``close - TRAIL_ATR * ATR`` is proposed in ``plan_update`` when it is above
-  the current stop (or, with none, above the average cost); the ledger keeps a plan from ever
-  loosening.
+  and only with ``settings.review_trail_atr`` > 0 (off by default: a trailing stop is optional),
+  a trailing stop ``close - review_trail_atr * ATR`` is proposed in ``plan_update`` when it is
+  above the current stop (or, with none, above the average cost); the ledger keeps a plan from
+  ever loosening.
 """
 
 from __future__ import annotations
@@ -122,11 +123,11 @@ def exit_order(symbol: str, verdict: str, risk: dict, reduce_fraction: float) ->
             "notional": round(qty * risk["close"], 6), "capped_by": [], "blocked": None}
 
 
-def trailing_stop(risk: dict) -> float | None:
-    """A tighter stop to propose (long: ``close - TRAIL_ATR*ATR``), or None when it would not
+def trailing_stop(risk: dict, atrs: float = TRAIL_ATR) -> float | None:
+    """A tighter stop to propose (long: ``close - atrs * ATR``), or None when it would not
     tighten the current stop (or, with none, not protect the average cost)."""
     sign = 1.0 if risk["qty"] > 0 else -1.0
-    stop = risk["close"] - sign * TRAIL_ATR * risk["atr"]
+    stop = risk["close"] - sign * atrs * risk["atr"]
     floor = risk["stop"] if risk["stop"] is not None else risk["avg_cost"]
     if stop <= 0 or sign * (stop - floor) <= 0:
         return None
@@ -143,7 +144,9 @@ def exit_review(state: CandidateState, runtime: Runtime[VoltContext]) -> dict:
     if order is None and verdict != "HOLD":  # nothing held after all (e.g. a zero position)
         verdict, reasons = "HOLD", ["nothing held to sell", *reasons]
     result = {"verdict": verdict, "reasons": reasons, "order": order}
-    if verdict != "EXIT" and (stop := trailing_stop(risk)) is not None:
+    # an optional trailing stop from the review (VOLT_REVIEW_TRAIL_ATR; 0 = off, the default)
+    trail = settings.review_trail_atr
+    if verdict != "EXIT" and trail > 0 and (stop := trailing_stop(risk, trail)) is not None:
         result["plan_update"] = {"stop": stop}
     msg = message("exit_review", "execution_agent" if order else "broadcast", MessageType.RISK_APPROVAL,
                   {"symbol": state["symbol"], **result})
