@@ -23,6 +23,9 @@ Checks and when they warn (W) or are critical (C):
   priors) and which model answered last;
 - ``drawdown``: from the peak equity (W at 3/4 of ``max_drawdown_pct``, C at the limit:
   new buys halt);
+- ``protections``: the protections decided for the portfolio's latest cycle
+  (``cycle_protections``): W while the drawdown halt, the trading breaker or the market
+  breaker blocks new buys or orders, each named with the first day of its current run;
 - ``lock``: whether the pid in the portfolio's lock file is alive (C with
   ``--expect-running`` when it is not: the service is down).
 """
@@ -159,6 +162,48 @@ def ledger_checks(settings: VoltSettings, args: argparse.Namespace, now: float) 
     return checks
 
 
+PROTECTION_ROWS = 1000  # how far back "since" looks (cycles); older runs say "since at least"
+
+
+def protection_check(settings: VoltSettings) -> Check:
+    """The latest cycle's protections: OK when none blocks, WARNING naming each active one,
+    the day its current run of consecutive cycles started and what it blocks. Rows whose
+    state is not a JSON object (damaged, or an order count written first) are skipped."""
+    with _ro(settings.ledger_path) as conn:
+        rows = conn.execute(
+            "SELECT as_of, state FROM cycle_protections WHERE portfolio=? ORDER BY as_of DESC LIMIT ?",
+            (settings.portfolio, PROTECTION_ROWS)).fetchall() \
+            if _table_exists(conn, "cycle_protections") else []
+    conn.close()
+    states = []
+    for as_of, text in rows:
+        try:
+            state = json.loads(text)
+        except (TypeError, ValueError):
+            continue
+        if isinstance(state, dict) and "active" in state:
+            states.append((str(as_of), state))
+    if not states:
+        return Check("protections", OK, "none recorded yet")
+    last_day, last = states[0]
+    active = [str(n) for n in last.get("active") or []]
+    if not active:
+        return Check("protections", OK, f"none active ({last_day})")
+    reasons = {i.get("name"): i for i in last.get("items") or [] if isinstance(i, dict)}
+    shown = []
+    for name in active:
+        since = last_day
+        for day, state in states[1:]:  # newest first: walk back while it stayed active
+            if name not in (state.get("active") or []):
+                break
+            since = day
+        item = reasons.get(name) or {}
+        blocks = "new orders" if item.get("blocks_orders") else "new buys"
+        reason = " ".join(str(item.get("reason") or "").split())[:160]
+        shown.append(f"{name} blocks {blocks} since {since}" + (f" ({reason})" if reason else ""))
+    return Check("protections", WARNING, f"{last_day}: " + "; ".join(shown))
+
+
 def breaker_check(settings: VoltSettings, now: float) -> Check:
     path = settings.home / "ops.db"
     if not path.exists():
@@ -241,6 +286,7 @@ def run_checks(settings: VoltSettings, args: argparse.Namespace, now: float | No
     guarded("disk", lambda: disk_check(home, args))
     if ledger.status == OK and settings.ledger_path.exists():  # a damaged ledger is said once, above
         guarded("ledger", lambda: ledger_checks(settings, args, now))
+        guarded("protections", lambda: protection_check(settings))
     guarded("breakers", lambda: breaker_check(settings, now))
     guarded("models", lambda: model_check(settings, args))
     guarded("lock", lambda: lock_check(settings, args))

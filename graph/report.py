@@ -191,9 +191,10 @@ def render_text(report: CycleReport) -> str:
         add("abstained (left out of the vote): " + "; ".join(abstained))
     if report.errors:
         add("")
-        add(f"model errors: {len(report.errors)} (each fell back as shown)")
-        for e in report.errors[:MAX_DATA_ERRORS_SHOWN]:
-            add(f"  {e['agent']} {e['symbol']} {e['model']}: {e['message']} -> {e['recovery']}")
+        add(f"errors this cycle: {len(report.errors)} (each with its recovery)")
+        for e in report.errors[:MAX_DATA_ERRORS_SHOWN]:  # market/exchange ones have no model
+            who = " ".join(str(x) for x in (e["agent"], e.get("symbol"), e.get("model")) if x)
+            add(f"  {who} [{e['category']}]: {e['message']} -> {e['recovery']}")
     add("")
     if report.orders:
         add("orders and fills (at the next bar's open, after slippage and a fee):")

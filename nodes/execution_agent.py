@@ -26,6 +26,12 @@ or reduces it (``reduce_review``; a dust remainder is sold too) and closes the p
 its kind. A BUY below ``min_order_notional`` at the fill price does not fill; positions
 under ``DUST_QTY`` shares or worth less than ``dust_notional`` are closed out
 (``:dust``). The protections' blocks (prepare_cycle) are enforced here again.
+
+Errors: an order left UNFILLED for a failure (not a decision) adds one record to the
+cycle's ``errors`` (:func:`tools.error_handler.unfilled_order_record`): DATA for a gap or an
+implausible or unusable quote, EXCHANGE for no quote source, no fill day, or a storage
+failure while booking (the order is then not booked and expires; a ledger that stays broken
+halts the run at its next write). A protection's block is recorded once by prepare_cycle.
 """
 
 
@@ -37,6 +43,7 @@ import pandas as pd
 from langgraph.runtime import Runtime
 
 from graph.context import VoltContext
+from graph.errors import DataError, StorageError
 from graph.settings import VoltSettings
 from graph.state import CycleState
 from memory.ledger import FillRecord, Ledger
@@ -44,6 +51,7 @@ from memory.message_log import MessageType, Priority, message
 from nodes.trading_plans import FAILURE_PREFIXES, new_plan, plan_exits
 from tools.broker import fee, fill_day_marks, fill_price, quote_within_band, slippage_fraction
 from tools.data_source import market_dataset
+from tools.error_handler import unfilled_order_record
 from tools.market_data import MarketDataset
 from tools.portfolio import DUST_QTY, Account
 from tools.trading.plans import Plan, tighten
@@ -116,7 +124,7 @@ def execution_agent(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
     account_now = ledger.account(portfolio)
     marks = broker_marks(dataset, sorted({*account_now.positions, *(d["symbol"] for d in approved)}),
                          as_of, fill_on)
-    messages = []
+    messages, errors = [], []
     for decision in approved:
         order, symbol = decision["order"], decision["symbol"]
         snapshot = snapshots[symbol]
@@ -138,8 +146,10 @@ def execution_agent(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
                     return "no live quote source to fill at"
                 try:
                     reference = float(live_price(symbol))
-                except Exception as exc:
-                    return f"no live quote to fill at ({exc})"
+                except DataError as exc:  # the source answered, with an unusable quote
+                    return f"DATA {symbol}: no usable live quote ({exc.reason})"
+                except Exception as exc:  # the source failed: the broker could not trade
+                    return f"no live quote to fill at ({str(exc) or type(exc).__name__})"
                 decided = float(snapshot["close"])
                 if not quote_within_band(reference, decided, settings.quote_band_pct):
                     return (f"DATA {symbol}: live quote {reference!r} is outside ±{settings.quote_band_pct:.0%}"
@@ -189,9 +199,14 @@ def execution_agent(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
             )
 
         held_before = account_now.positions[symbol].qty if symbol in account_now.positions else 0.0
-        result = ledger.record_fill(portfolio=portfolio, as_of=day, symbol=symbol, side=order["side"],
-                                    qty_requested=order["qty"], make_fill=make_fill)
+        try:
+            result = ledger.record_fill(portfolio=portfolio, as_of=day, symbol=symbol, side=order["side"],
+                                        qty_requested=order["qty"], make_fill=make_fill)
+        except StorageError as exc:  # rolled back: nothing booked, the order expires
+            result = f"storage failure while booking: {str(exc).splitlines()[0] if str(exc) else exc.kind}"
         if isinstance(result, str):
+            if (record := unfilled_order_record(result, symbol=symbol)) is not None:
+                errors.append(record)
             orders.append({**order, "kind": kind, "status": "UNFILLED", "reason": result})
             messages.append(message("execution_agent", "portfolio_manager", MessageType.EXECUTION_COMPLETE,
                                     {"symbol": symbol, "status": "UNFILLED", "reason": result}))
@@ -212,7 +227,9 @@ def execution_agent(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
     fills += dust_fills
     failed = sum(1 for o in orders if o["status"] == "UNFILLED" and str(o["reason"]).startswith(FAILURE_PREFIXES))
     ledger.record_order_outcomes(portfolio, day, len(orders), failed)
-    return {"orders": orders, "fills": fills, "exits": exits, "agent_messages": messages}
+    errors += [r for o in dust_orders if o["status"] == "UNFILLED"
+               if (r := unfilled_order_record(o["reason"], symbol=o["symbol"])) is not None]
+    return {"orders": orders, "fills": fills, "exits": exits, "agent_messages": messages, "errors": errors}
 
 
 def book_plan(ledger: Ledger, portfolio: str, day: str, order: dict, kind: str, held_before: float,

@@ -1,6 +1,7 @@
 """First node of a cycle: fix the as-of day, pick candidates, compute their indicators.
 
 Everything here is point-in-time: only bars dated on or before the as-of day are read.
+The cycle's errors start with one MARKET record per active protection.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from memory.message_log import MessageType, message
 from nodes.trading_plans import cycle_protections, open_plans_view
 from tools.broker import fill_day_marks
 from tools.data_source import market_dataset
-from tools.error_handler import is_history_note
+from tools.error_handler import is_history_note, protection_records
 from tools.indicators import indicator_series, indicator_snapshot
 from tools.market_data import MarketDataset
 from tools.portfolio import value_account
@@ -155,7 +156,9 @@ def prepare_cycle(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
         "exits": [],
         "decisions": Overwrite([]),
         "agent_messages": Overwrite([status]),
-        "errors": Overwrite([]),
+        # a protection blocking new orders or buys is one MARKET error of the cycle, however
+        # many candidates it blocks (risk_limits and the broker then only enforce it)
+        "errors": Overwrite(protection_records(protections)),
         "improvements": [],
         "orders": [],
         "fills": [],

@@ -148,3 +148,84 @@ def test_runs_as_a_module(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "graph.health", "--home", str(tmp_path / "none"), "--json"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and json.loads(proc.stdout)["checks"][0]["status"] == "CRITICAL"
+
+
+@pytest.fixture
+def breaker_home(market_csv, settings_for) -> Path:
+    """Two cycles in which any index move trips the market breaker: it blocks new buys."""
+    settings = settings_for(market_csv, watchlist=["AAA"], top_k=1, market_breaker_pct=1e-6)
+    for _ in range(2):
+        state = run_cycle(settings, chat_model_factory=lambda spec: scripted()).state
+    assert state["protections"]["active"] == ["market_breaker"]
+    return settings.home
+
+
+def _protection_days(home: Path) -> list[str]:
+    with sqlite3.connect(home / "volt.db") as conn:
+        days = [r[0] for r in conn.execute("SELECT as_of FROM cycle_protections ORDER BY as_of")]
+    conn.close()
+    return days
+
+
+def test_no_active_protection_is_ok(home, capsys):
+    code, lines = health(capsys, "--home", str(home), *FAST)
+    assert code == 0 and status_of(lines, "protections") == "OK"
+    assert "none active" in next(line for line in lines if " protections:" in line)
+
+
+def test_the_market_breaker_of_the_last_cycle_warns_naming_it_and_since_when(breaker_home, capsys):
+    before = _files(breaker_home)
+    code, lines = health(capsys, "--home", str(breaker_home), *FAST)
+    assert code == 1 and status_of(lines, "protections") == "WARNING", lines
+    first, last = _protection_days(breaker_home)
+    [line] = [line for line in lines if " protections:" in line]
+    assert f"market_breaker blocks new buys since {first}" in line and line.split()[2] == f"{last}:"
+    assert "market breaker: the index moved" in line
+    code, out = health(capsys, "--home", str(breaker_home), "--json", *FAST)
+    doc = json.loads("\n".join(out))
+    [check] = [c for c in doc["checks"] if c["name"] == "protections"]
+    assert doc["exit_code"] == 1 and check["status"] == "WARNING" and "market_breaker" in check["detail"]
+    assert _files(breaker_home) == before  # read-only
+
+
+def test_damaged_protection_rows_are_skipped_and_a_hostile_reason_stays_one_line(breaker_home, capsys):
+    first, last = _protection_days(breaker_home)
+    with sqlite3.connect(breaker_home / "volt.db") as conn:
+        state = json.loads(conn.execute("SELECT state FROM cycle_protections WHERE as_of=?", (last,)).fetchone()[0])
+        for item in state["items"]:
+            item["reason"] = "line one\nWARNING injected: line two" if item["name"] == "market_breaker" else None
+        conn.execute("UPDATE cycle_protections SET state=? WHERE as_of=?", (json.dumps(state), last))
+        conn.execute("INSERT INTO cycle_protections(portfolio, as_of, state) VALUES ('main', '2999-01-01', 'nope')")
+        conn.execute("INSERT INTO cycle_protections(portfolio, as_of, state) VALUES ('main', '2999-01-02', '[1]')")
+    conn.close()
+    code, lines = health(capsys, "--home", str(breaker_home), *FAST)
+    assert code == 1 and status_of(lines, "protections") == "WARNING"
+    [line] = [line for line in lines if " protections:" in line]
+    assert f"since {first}" in line and "line one WARNING injected: line two" in line
+    assert not any(line.startswith("WARNING injected") for line in lines)
+
+
+def test_a_protection_starting_sends_exactly_one_alert_to_the_webhook(market_csv, settings_for, monkeypatch):
+    from test_alerts import Webhook
+
+    from memory.alerts import HALT, flush_alerts
+    from memory.ledger import Ledger
+    from nodes.trading_plans import cycle_protections
+    from tools.data_source import market_dataset
+
+    hook = Webhook()
+    try:
+        monkeypatch.setenv("VOLT_ALERT_WEBHOOK", hook.url)
+        settings = settings_for(market_csv, watchlist=["AAA"], top_k=1, market_breaker_pct=1e-6)
+        for _ in range(2):  # active in both cycles: it started once
+            state = run_cycle(settings, chat_model_factory=lambda spec: scripted()).state
+        # the same cycle's protections decided again (a resumed cycle) alert nothing new
+        cycle_protections(settings, Ledger(settings.ledger_path), market_dataset(settings), settings.portfolio,
+                          state["as_of"], settings.starting_cash)
+        assert flush_alerts(5)
+        halts = [b for b in hook.bodies if b["kind"] == HALT]
+        assert len(halts) == 1 and len(hook.bodies) == 1, hook.bodies
+        assert halts[0]["details"]["protection"] == "market_breaker"
+        assert "market breaker" in halts[0]["message"]
+    finally:
+        hook.close()

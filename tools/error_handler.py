@@ -13,7 +13,10 @@ A record is a plain dict (JSON-able, it goes into the graph state and the ledger
   ``" (×N)"`` when it happened N > 1 times (the table has no count column; one row per
   distinct error per cycle);
 - :func:`split_history_notes`: a symbol with too little history yet (listed later in the
-  data, or a young listing) is a data *note*, not an error: nothing failed.
+  data, or a young listing) is a data *note*, not an error: nothing failed;
+- :func:`unfilled_order_record`: an order the broker could not fill, as DATA (no bar on the
+  fill day, an implausible quote) or EXCHANGE (no quote source, no fill day, storage);
+  :func:`protection_records`: one MARKET record per protection that blocks this cycle.
 """
 
 from __future__ import annotations
@@ -21,9 +24,21 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from graph.errors import ErrorCategory, classify
+from graph.errors import (
+    RECOVERY,
+    DataError,
+    ErrorCategory,
+    ExchangeError,
+    MarketHaltError,
+    classify,
+)
 
 HISTORY_NOTE = "too little history"
+# The broker's unfilled-order reasons (nodes/execution_agent.py) that are failures, by cause;
+# any other reason (limits, a plan's exit, a protection's block) is a decision, not an error.
+DATA_UNFILLED = ("no bar on", "DATA ")
+EXCHANGE_UNFILLED = ("no live quote", "no fill day", "storage failure")
+ORDER_EXPIRES = "order expired unfilled; the next cycle decides again"
 
 
 def error_record(exc: BaseException, *, agent: str, symbol: str | None = None, model: str | None = None,
@@ -84,3 +99,37 @@ def split_history_notes(records: Iterable[Mapping[str, Any]]) -> tuple[list[dict
     for record in records:
         (notes if is_history_note(record) else errors).append(dict(record))
     return errors, notes
+
+
+def unfilled_order_record(reason: str, *, symbol: str | None, agent: str = "execution_agent") -> dict | None:
+    """The error record of an order left UNFILLED for ``reason``, or None when the reason is
+    a decision (limits, a plan's exit, a protection's block: recorded elsewhere or not an
+    error). DATA: no bar on the fill day, a quote outside the band (``"DATA ..."``);
+    EXCHANGE: no live quote source or quote, no fill day, a storage failure while booking.
+    An EXCHANGE record names no symbol: the venue failed, not the symbol, so one outage
+    hitting N orders is one record counted N times (each order keeps its reason in the
+    ledger). Decided from the reason's text, so a resumed cycle (which reads the stored
+    reason back) records the same thing."""
+    text = str(reason or "")
+    if text.startswith(DATA_UNFILLED):
+        exc: Exception = DataError(symbol or "?", text)
+        return error_record(exc, agent=agent, symbol=symbol, message=text,
+                            recovery=f"{ORDER_EXPIRES} ({RECOVERY[ErrorCategory.DATA]})")
+    if text.startswith(EXCHANGE_UNFILLED):
+        return error_record(ExchangeError(text), agent=agent, symbol=None)
+    return None
+
+
+def protection_records(protections: Mapping[str, Any] | None, *, agent: str = "protections") -> list[dict]:
+    """One MARKET record per protection blocking new orders or buys this cycle (the
+    ``tools.trading.protections.evaluate`` state), however many candidates it blocks.
+    A protection that blocks every order names that as its recovery; exits still run."""
+    out = []
+    for item in (protections or {}).get("items") or []:
+        if not isinstance(item, Mapping) or not (item.get("blocks_orders") or item.get("blocks_buys")):
+            continue
+        recovery = ("no new orders this cycle; plan exits still run" if item.get("blocks_orders")
+                    else RECOVERY[ErrorCategory.MARKET])
+        reason = str(item.get("reason") or f"{item.get('name', 'protection')} active")
+        out.append(error_record(MarketHaltError(reason), agent=agent, symbol=None, recovery=recovery))
+    return out
