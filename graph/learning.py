@@ -15,8 +15,8 @@ import sys
 
 import pandas as pd
 
-from graph.errors import OperationalError, settings_error_line
-from graph.settings import VoltSettings
+from graph.errors import OperationalError
+from graph.settings import VoltSettings, existing_home_settings
 from memory.learning_store import ALL_PREDICTORS, LearningStore
 from memory.ledger import Ledger
 from memory.run_lock import portfolio_lock
@@ -162,16 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rebuild-memory", action="store_true",
                         help="rebuild the situation memory ($VOLT_HOME/chroma) from the learning store")
     args = parser.parse_args(argv)
-    overrides = {"portfolio": args.portfolio, "home": args.home, "data_csv": args.data_csv}
     try:
-        settings = VoltSettings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValueError as exc:
-        print(f"error: {settings_error_line(exc)}", file=sys.stderr)
-        return 2
-    if not settings.ledger_path.is_file():
-        print(f"error: no VOLT data in {settings.home} (run `python -m graph.run` first)", file=sys.stderr)
-        return 2
-    try:
+        settings = existing_home_settings(portfolio=args.portfolio, home=args.home, data_csv=args.data_csv)
         if args.rebuild_memory:
             return rebuild_memory_command(settings)
         report = learning_report(settings)

@@ -15,8 +15,8 @@ import json
 import sys
 from collections import Counter
 
-from graph.errors import OperationalError, settings_error_line
-from graph.settings import VoltSettings
+from graph.errors import OperationalError
+from graph.settings import VoltSettings, existing_home_settings
 from memory.ledger import Ledger
 from tools.data_source import market_dataset
 from tools.trading.plans import days_between
@@ -97,16 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--symbol", metavar="SYM")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    overrides = {"portfolio": args.portfolio, "home": args.home, "data_csv": args.data_csv}
     try:
-        settings = VoltSettings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValueError as exc:
-        print(f"error: {settings_error_line(exc)}", file=sys.stderr)
-        return 2
-    if not settings.ledger_path.is_file():
-        print(f"error: no VOLT data in {settings.home} (run `python -m graph.run` first)", file=sys.stderr)
-        return 2
-    try:
+        settings = existing_home_settings(portfolio=args.portfolio, home=args.home, data_csv=args.data_csv)
         report = positions_report(settings, args.symbol.upper() if args.symbol else None)
     except OperationalError as exc:
         print(f"error: {exc}", file=sys.stderr)

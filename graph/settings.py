@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from graph.errors import OperationalError, settings_error_line
+
 # Ollama models first, then the embedded llama.cpp model (usable when the extra `local` is installed).
 DEFAULT_MODELS = ["qwen2.5-coder:7b", "gemma3:latest", "dolphin-llama3:latest", "llamacpp:smollm2"]
 
@@ -184,3 +186,16 @@ class VoltSettings(BaseSettings):
     @property
     def checkpoint_path(self) -> Path:
         return self.home / "checkpoints.db"
+
+
+def existing_home_settings(**overrides: object) -> VoltSettings:
+    """Settings for a command that only reads an existing VOLT home (``graph.learning``,
+    ``graph.positions``); ``None`` overrides are left out. :class:`OperationalError` with one
+    line for invalid settings or a home without a ledger yet."""
+    try:
+        settings = VoltSettings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValueError as exc:
+        raise OperationalError(settings_error_line(exc)) from None
+    if not settings.ledger_path.is_file():
+        raise OperationalError(f"no VOLT data in {settings.home} (run `python -m graph.run` first)")
+    return settings
