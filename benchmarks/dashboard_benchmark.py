@@ -1,6 +1,7 @@
 """Dashboard speed on a home with a year of cycles (195 cycles x ~15 candidates, priors only).
 
     .venv/bin/python benchmarks/dashboard_benchmark.py [--out /tmp/volt-dashboard-year] [--repeat 20]
+        [--screenshots docs/dashboard]
 
 The home is made once by ``python -m graph.backtest --model none --top-k 15`` on the embedded
 data (about a minute) and reused from ``--out`` afterwards. Then:
@@ -73,7 +74,7 @@ def callbacks(home: Path, runs: Path, repeat: int) -> dict:
     return out
 
 
-def paints(home: Path, runs: Path, loads: int) -> dict:
+def paints(home: Path, runs: Path, loads: int, shots: Path | None = None) -> dict:
     app = create_app(home, portfolio=PORTFOLIO, runs_dir=runs)
     app.logger.disabled = True
     import logging
@@ -87,6 +88,8 @@ def paints(home: Path, runs: Path, loads: int) -> dict:
             times = [harness.open_page(driver, url + path, ready, 60) for _ in range(loads)]
             result[path] = round(statistics.median(times), 3)
         result["severe_console_entries"] = len(harness.severe(driver))
+        if shots is not None:
+            result["screenshots"] = [str(p) for p in harness.screenshots(driver, url, shots)]
     return result
 
 
@@ -96,6 +99,7 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=20, help="calls per callback (default 20)")
     p.add_argument("--paints", type=int, default=3, help="loads per page (default 3)")
     p.add_argument("--no-browser", action="store_true", help="callbacks only")
+    p.add_argument("--screenshots", type=Path, help="also save a 1280x800 PNG per page into this folder")
     args = p.parse_args()
     out = Path(args.out)
     started = time.perf_counter()
@@ -108,7 +112,7 @@ def main() -> int:
               "home_ready_s": round(built_s, 1), "callbacks": callbacks(home, out, args.repeat)}
     if not args.no_browser:
         why = harness.browser_missing()
-        report["first_paint_s"] = paints(home, out, args.paints) if why is None else {"skipped": why}
+        report["first_paint_s"] = paints(home, out, args.paints, args.screenshots) if why is None else {"skipped": why}
     print(json.dumps(report, indent=2))
     return 0
 

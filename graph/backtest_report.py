@@ -311,6 +311,35 @@ def render_text(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def _metrics_table(summary: dict) -> str:
+    """The metrics as rows and the strategies (arms) as columns, inside a box that scrolls
+    sideways rather than widening the page: 17 metrics across overflowed a 1400 px page,
+    while arms across stay narrow (one column per arm, ~5 in a run)."""
+    e = html.escape
+    arms = list(summary["strategies"].items())
+
+    def cls(name: str) -> str:
+        return ' class="main"' if name == "agents" else ""
+
+    head = "".join(f"<th{cls(name)}>{e(m['label'])}</th>" for name, m in arms)
+    rows = [f"<tr><th>{e(h)}</th>" + "".join(f"<td{cls(name)}>{e(fmt(m.get(k), kind))}</td>" for name, m in arms)
+            + "</tr>" for k, h, kind in METRIC_COLUMNS]
+
+    def dates(m: dict) -> str:
+        if not m["max_drawdown_trough"]:
+            return "-"
+        recovered = f" (recovered {m['max_drawdown_recovery']})" if m["max_drawdown_recovery"] else ""
+        return f"{e(str(m['max_drawdown_peak']))} &rarr; {e(str(m['max_drawdown_trough']))}{e(recovered)}"
+
+    rows.append("<tr><th>Max DD dates</th>" + "".join(
+        f'<td class="dates{" main" if name == "agents" else ""}">{dates(m)}</td>' for name, m in arms) + "</tr>")
+    for key, label in (("model_calls", "Model calls"), ("cache_hits", "Cache hits")):
+        rows.append(f"<tr><th>{label}</th>" + "".join(
+            f"<td{cls(name)}>{int((m.get('llm') or {}).get(key, 0))}</td>" for name, m in arms) + "</tr>")
+    return (f'<div class="scroll"><table class="metrics"><tr><th>metric</th>{head}</tr>'
+            f"{''.join(rows)}</table></div>")
+
+
 def render_html(summary: dict, images: dict[str, bytes]) -> str:
     e = html.escape
     p = summary["period"]
@@ -321,17 +350,7 @@ def render_html(summary: dict, images: dict[str, bytes]) -> str:
         data = base64.b64encode(images[name]).decode()
         return f'<img alt="{e(alt)}" src="data:image/png;base64,{data}">'
 
-    rows = []
-    for name, m in summary["strategies"].items():
-        cls = ' class="main"' if name == "agents" else ""
-        cells = "".join(f"<td>{e(fmt(m.get(k), kind))}</td>" for k, _, kind in METRIC_COLUMNS)
-        dd = (f"{m['max_drawdown_peak']} &rarr; {m['max_drawdown_trough']}"
-              + (f" (recovered {m['max_drawdown_recovery']})" if m["max_drawdown_recovery"] else "")
-              if m["max_drawdown_trough"] else "-")
-        llm = m.get("llm") or {}
-        rows.append(f"<tr{cls}><th>{e(m['label'])}</th>{cells}<td>{dd}</td>"
-                    f"<td>{llm.get('model_calls', 0)}</td><td>{llm.get('cache_hits', 0)}</td></tr>")
-    header = "".join(f"<th>{e(h)}</th>" for _, h, _ in METRIC_COLUMNS)
+    metrics_table = _metrics_table(summary)
     trade_rows = "".join(
         f"<tr><td>{e(t['as_of'])}</td><td>{e(t['fill_date'])}</td><td>{e(t['symbol'])}</td><td>{e(t['side'])}</td>"
         f"<td>{t['qty']:.4f}</td><td>{t['reference_price']:.4f}</td><td>{t['price']:.4f}</td>"
@@ -351,10 +370,12 @@ body {{ font-family: system-ui, sans-serif; margin: 24px auto; max-width: 1200px
 table {{ border-collapse: collapse; font-size: 13px; margin: 8px 0 20px; }}
 th, td {{ border-bottom: 1px solid #ddd; padding: 4px 8px; text-align: right; white-space: nowrap; }}
 th:first-child {{ text-align: left; }}
-tr.main {{ background: #fdecec; font-weight: 600; }}
 img {{ max-width: 100%; display: block; margin: 8px 0 20px; }}
 .meta {{ color: #555; font-size: 14px; }}
-.trades {{ max-height: 480px; overflow: auto; display: inline-block; }}
+.trades {{ max-height: 480px; overflow: auto; display: inline-block; max-width: 100%; }}
+.scroll {{ max-width: 100%; overflow-x: auto; }}
+table.metrics td.dates {{ white-space: normal; min-width: 8em; }}
+table.metrics th.main, table.metrics td.main {{ background: #fdecec; font-weight: 600; }}
 </style></head><body>
 <h1>VOLT backtest</h1>
 <p class="meta">{e(p['first_decision'])} to {e(p['last_decision'])}: {p['days']} trading days, {summary['universe_size']} symbols,
@@ -365,8 +386,7 @@ Walk-forward: each day's cycle sees bars up to that day only; orders fill at the
 {e(_llm_line(summary))}.</p>
 {f'<ul class="meta">{notes}</ul>' if notes else ''}
 <h2>Metrics</h2>
-<table><tr><th>strategy</th>{header}<th>max drawdown dates</th><th>model calls</th><th>cache hits</th></tr>
-{''.join(rows)}</table>
+{metrics_table}
 <p class="meta">Risk-free rate {summary['strategies'][next(iter(summary['strategies']))]['risk_free']:.2%} a year.
 Sharpe, Sortino and volatility from daily returns, 252 days a year. Win rate and profit factor over closing fills
 (realized P&amp;L net of fees). Turnover: traded notional / mean equity. Exposure: mean gross exposure / equity.</p>

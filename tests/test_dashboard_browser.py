@@ -53,7 +53,7 @@ def test_each_page_loads_without_console_errors(site, path):
     assert "this page failed" not in driver.page_source
     assert harness.severe(driver) == []
     shots = os.environ.get("VOLT_DASHBOARD_SCREENSHOTS")
-    if shots:
+    if shots:  # the README's pictures come from the year home: the benchmark's --screenshots
         Path(shots).mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(Path(shots) / f"{path.strip('/') or 'overview'}.png"))
 

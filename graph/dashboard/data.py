@@ -54,12 +54,18 @@ class HomeData:
 
     # -- plumbing ----------------------------------------------------------------------
     def query(self, sql: str, params: tuple = ()) -> list[dict]:
-        """Rows as dicts; [] when there is no ledger yet. One connection per call."""
+        """Rows as dicts; [] when there is no ledger yet, or while a running cycle is still
+        creating its tables (a first cycle writes the schema table by table). One connection
+        per call."""
         if not self.ledger.exists():
             return []
         conn = ro_connect(self.ledger)
         try:
             return [dict(r) for r in conn.execute(sql, params).fetchall()]
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return []
+            raise
         finally:
             conn.close()
 

@@ -120,3 +120,27 @@ def open_page(driver, url: str, ready_id: str, timeout_s: float = 30.0) -> float
 def severe(driver) -> list[dict]:
     """SEVERE entries of the browser console since the last call."""
     return [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
+
+
+def screenshots(driver, url: str, out: Path | str, size: tuple[int, int] = (1280, 800),
+                settle_s: float = 0.5) -> list[Path]:
+    """Open every page of :data:`READY` and save a ``size`` (CSS px) picture of it as
+    ``out/<page>.png`` (the README's: ``overview.png``, ``decisions.png``...). The viewport is
+    set exactly (``--window-size`` counts the window's frame: 1280x800 gave 1280x657).
+    ``settle_s``: pause after the page painted, so late figures are in the picture."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    width, height = size
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+    saved = []
+    try:
+        for path, ready in READY.items():
+            open_page(driver, url + path, ready, 60)
+            time.sleep(settle_s)
+            target = out / f"{path.strip('/') or 'overview'}.png"
+            driver.save_screenshot(str(target))
+            saved.append(target)
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    return saved

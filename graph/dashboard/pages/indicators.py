@@ -31,7 +31,7 @@ def layout(ctx, portfolio: str) -> html.Div:
                                                                value=symbol, clearable=False)])],
                  className="controls"),
         section("Price and indicators", dcc.Graph(id="indicator-figure", figure=figure(ctx, portfolio, symbol),
-                                                  config=GRAPH_CONFIG)),
+                                                  config=GRAPH_CONFIG, style={"height": "620px"})),
     ])
 
 

@@ -48,7 +48,8 @@ def positions_table(ctx, portfolio: str, last_day: str | None) -> tuple[pd.DataF
     positions["opened"] = positions["symbol"].map(opened)
     if last_day:
         positions["days_in_trade"] = [
-            (pd.Timestamp(last_day) - pd.Timestamp(o)).days if isinstance(o, str) else None
+            # a buy decided on the last cycle fills the next day: 0 days so far, not -1
+            max(0, (pd.Timestamp(last_day) - pd.Timestamp(o)).days) if isinstance(o, str) else None
             for o in positions["opened"]]
     plans = ctx.data.plans(portfolio)
     if plans is None:
@@ -77,14 +78,16 @@ def layout(ctx, portfolio: str) -> html.Div:
     ce.add_trace(go.Scatter(x=cycles["as_of"], y=cycles["cash"], name="cash", mode="lines"))
     ce.add_trace(go.Scatter(x=cycles["as_of"], y=cycles["exposure"] * 100, name="exposure %", mode="lines",
                             yaxis="y2"))
+    # the unit as a tick suffix: a y2 title got an -Infinity position on a one-cycle home
     ce.update_layout(title="Cash and exposure", xaxis={"type": "date"},
-                     yaxis2={"overlaying": "y", "side": "right", "range": [0, 105], "title": "%"})
+                     yaxis2={"overlaying": "y", "side": "right", "range": [0, 105], "ticksuffix": "%"})
     positions, plan_note = positions_table(ctx, portfolio, s["last_day"])
     fills = ctx.data.fills(portfolio)[["fill_date", "symbol", "side", "qty", "price", "reference_price",
                                        "slippage_pct", "slippage_cost", "fee", "realized_pnl"]]
     unreal = "loading market data" if s["unrealized"] is None else fmt(s["unrealized"], "money")
     return html.Div([
         html.Div([
+            metric("Last cycle", fmt(s["last_day"]), "m-last"),
             metric("Equity", fmt(s["equity"], "money"), "m-equity"),
             metric("Cash", fmt(s["cash"], "money"), "m-cash"),
             metric("Exposure", fmt(s["exposure"], "pct"), "m-exposure"),
