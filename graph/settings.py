@@ -93,6 +93,10 @@ class VoltSettings(BaseSettings):
     # position plans, dust and protections (tools/trading/)
     max_holding_days: int = Field(default=20, ge=1, le=500, description="A plan's horizon: trading days "
                                   "after the entry fill at whose open the broker exits (time exit).")
+    untraded_exit_days: int = Field(
+        default=5, ge=0, le=250,
+        description="A position past its horizon whose symbol has had no bar for this many trading "
+        "days (acquired, delisted) closes at its last close; 0 = wait for a bar forever.")
     review_trail_atr: float = Field(
         default=0.0, ge=0, le=20,
         description="Exit reviews propose a stop this many ATRs below the close (longs), tightening "

@@ -22,7 +22,7 @@ from memory.alerts import HALT, raise_alert
 from memory.ledger import FillRecord, Ledger, order_id
 from tools.broker import fee, fill_price, quote_within_band, slippage_fraction
 from tools.market_data import MarketDataset
-from tools.trading.plans import Plan, advance, days_between, default_levels, exit_on_bar
+from tools.trading.plans import Exit, Plan, advance, days_between, default_levels, exit_on_bar
 from tools.trading.protections import (
     ProtectionInput,
     ProtectionSettings,
@@ -161,10 +161,16 @@ def plan_exits(*, settings: VoltSettings, ledger: Ledger, dataset: MarketDataset
             bar = None if quote is None else {"open": quote, "high": quote, "low": quote}
         else:
             bar = dataset.bar_on(symbol, fill_day)
-        if bar is None:
-            continue  # no price on F: nothing can fill, the plan waits for the next bar
         held_days = days_between(dataset.calendar, rec["opened"], fill_day)
-        ex = exit_on_bar(plan, bar, held_days)
+        if bar is None:
+            # no price on F: nothing can fill and the plan waits for the next bar, unless the
+            # time exit is due and the symbol has stopped trading (see untraded_exit)
+            ex = None if live else untraded_exit(dataset, symbol, plan, fill_day, held_days,
+                                                 settings.untraded_exit_days)
+            if ex is None:
+                continue
+        else:
+            ex = exit_on_bar(plan, bar, held_days)
         if ex is None:
             moved = advance(plan, bar)
             if plan.trailing_pct and moved.best != plan.best:
@@ -204,3 +210,22 @@ def plan_exits(*, settings: VoltSettings, ledger: Ledger, dataset: MarketDataset
                       "days_in_trade": held_days, "horizon_days": plan.horizon_days,
                       "realized_pnl": round(result.realized_pnl, 6)})
     return orders, fills, exits
+
+
+def untraded_exit(dataset: MarketDataset, symbol: str, plan: Plan, fill_day: pd.Timestamp, held_days: int,
+                  after_days: int) -> Exit | None:
+    """The time exit of a position whose symbol has stopped trading (acquired, delisted,
+    suspended): due (``held_days`` >= the horizon) with no bar for ``after_days`` trading days
+    up to ``fill_day``. It closes at the last close the symbol traded at (in ``fill_day``'s
+    share units), kind ``untraded``; nothing after ``fill_day`` is read. None otherwise: a
+    gap of a few days just waits for the next bar."""
+    if after_days <= 0 or held_days < plan.horizon_days:
+        return None
+    bars = dataset.history(symbol, fill_day)
+    if not len(bars) or days_between(dataset.calendar, f"{bars.index[-1]:%Y-%m-%d}", fill_day) < after_days:
+        return None
+    price = dataset.last_close(symbol, fill_day)
+    if price is None or not price > 0:
+        return None
+    return Exit("untraded", price, f"time exit due, no bar since {bars.index[-1]:%Y-%m-%d}: "
+                                   f"closed at the last close {price:g}")

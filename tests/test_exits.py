@@ -159,3 +159,29 @@ def test_trailing_anchor_moves_to_the_high_of_a_bar_that_did_not_exit(world):
     stored = ledger.open_plans(PORTFOLIO)["AAA"]["plan"]
     assert stored["best"] == pytest.approx(float(dataset.bar_on("AAA", dataset.calendar[61])["high"]))
     assert pd.Timestamp(stored["opened"]) == dataset.calendar[55]
+
+
+def test_a_symbol_that_stops_trading_is_closed_at_its_last_close_once_the_horizon_is_due(tmp_path, clean_env):
+    # AAA's bars end on day 59 (acquired, delisted); BBB keeps the calendar going to day 79
+    frame = synthetic_frame({"AAA": 0.05, "BBB": 0.02}, days=80)
+    dates = sorted(frame["Date"].unique())
+    frame = frame[~((frame["Symbol"] == "AAA") & frame["Date"].isin(dates[60:]))]
+    csv = tmp_path / "market.csv"
+    frame.to_csv(csv, index=False)
+    settings = VoltSettings(home=tmp_path / "home", data_csv=csv, models=[], top_k=2, untraded_exit_days=5)
+    dataset = market_dataset(settings)
+    ledger = Ledger(settings.ledger_path)
+    ledger.ensure_portfolio(PORTFOLIO, 1000.0)
+    open_position(ledger, dataset, 55, horizon_days=8)  # opened on day 55: due on day 63
+    last_close = dataset.last_close("AAA", dataset.calendar[59])
+    # horizon not due yet, or due but the gap is short: wait for a bar (no price, no fill)
+    for day in (58, 61, 62):
+        assert run_exits(settings, dataset, ledger, day)[2] == []
+    assert "AAA" in ledger.account(PORTFOLIO).positions
+    # day 64 fills on 65: due, and no bar for 6 trading days since day 59 -> the last close
+    orders, fills, exits = run_exits(settings, dataset, ledger, 64)
+    assert [e["kind"] for e in exits] == ["untraded"] and "no bar since" in orders[0]["reason"]
+    assert fills[0]["reference_price"] == pytest.approx(last_close)
+    assert "AAA" not in ledger.account(PORTFOLIO).positions
+    run_exits(settings, dataset, ledger, 64)  # the same cycle again (a resume)
+    assert len(exit_fills(settings)) == 1  # never exits twice
