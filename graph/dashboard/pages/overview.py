@@ -47,10 +47,12 @@ def positions_table(ctx, portfolio: str, last_day: str | None) -> tuple[pd.DataF
     opened = ctx.data.opened_on(portfolio)
     positions["opened"] = positions["symbol"].map(opened)
     if last_day:
+        # trading days, like a plan's horizon: the portfolio's cycle days from the fill day on
+        # (a buy decided on the last cycle fills the next day: 0 days so far, not -1)
+        days = ctx.data.cycles(portfolio)["as_of"].astype(str)
+        days = days[days <= last_day].to_numpy()
         positions["days_in_trade"] = [
-            # a buy decided on the last cycle fills the next day: 0 days so far, not -1
-            max(0, (pd.Timestamp(last_day) - pd.Timestamp(o)).days) if isinstance(o, str) else None
-            for o in positions["opened"]]
+            int((days >= o).sum()) if isinstance(o, str) else None for o in positions["opened"]]
     plans = ctx.data.plans(portfolio)
     if plans is None:
         return positions, f"Position plans (stop, target, horizon): {NOT_RECORDED}"
