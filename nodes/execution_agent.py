@@ -46,7 +46,7 @@ from graph.context import VoltContext
 from graph.errors import DataError, StorageError
 from graph.settings import VoltSettings
 from graph.state import CycleState
-from memory.ledger import FillRecord, Ledger
+from memory.ledger import FillRecord, Ledger, order_id
 from memory.message_log import MessageType, Priority, message
 from nodes.trading_plans import FAILURE_PREFIXES, new_plan, plan_exits
 from tools.broker import fee, fill_day_marks, fill_price, quote_within_band, slippage_fraction
@@ -115,6 +115,13 @@ def execution_agent(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
         else plan_exits(settings=settings, ledger=ledger, dataset=dataset, portfolio=portfolio, day=day,
                         fill_on=fill_on, snapshots=snapshots, live_price=live_price)
     exited = {e["symbol"]: e for e in exits}
+    # a resumed cycle: an exit booked before the crash closed its plan, so plan_exits no longer
+    # reports it; the booked exit fill still bars a new order in that symbol today
+    for d in decisions:
+        symbol = d["symbol"]
+        if d.get("order") and symbol not in exited and \
+                ledger.get_fill(f"{order_id(portfolio, day, symbol)}:exit") is not None:
+            exited[symbol] = {"symbol": symbol, "kind": "booked before a restart"}
     protections = (state.get("portfolio_before") or {}).get("protections") or {}
     approved = [d for d in decisions if d.get("order")]
     # Sells first (they free cash), then buys by consensus confidence; symbol breaks ties.
@@ -199,6 +206,8 @@ def execution_agent(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
             )
 
         held_before = account_now.positions[symbol].qty if symbol in account_now.positions else 0.0
+        # a resumed cycle finds this order booked: its plan side was recorded with it
+        booked_before = ledger.get_fill(order_id(portfolio, day, symbol)) is not None
         try:
             result = ledger.record_fill(portfolio=portfolio, as_of=day, symbol=symbol, side=order["side"],
                                         qty_requested=order["qty"], make_fill=make_fill)
@@ -212,8 +221,10 @@ def execution_agent(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
                                     {"symbol": symbol, "status": "UNFILLED", "reason": result}))
             continue
         fill = {**result.as_dict(), "kind": kind}
-        book_plan(ledger, portfolio, day, order, kind, held_before, result, snapshot,
-                  dataset.split_factor(symbol, as_of, fill_day) if not live else 1.0, settings)
+        if not booked_before:
+            book_plan(ledger, portfolio, day, order, kind, held_before, result, snapshot,
+                      dataset.split_factor(symbol, as_of, fill_day) if not live else 1.0, settings,
+                      plan_units=1.0 if live else _plan_units(ledger, dataset, portfolio, symbol, fill_day))
         orders.append({**order, "kind": kind, "status": "FILLED", "reason": None})
         fills.append(fill)
         messages.append(message("execution_agent", "portfolio_manager", MessageType.EXECUTION_COMPLETE,
@@ -232,15 +243,30 @@ def execution_agent(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
     return {"orders": orders, "fills": fills, "exits": exits, "agent_messages": messages, "errors": errors}
 
 
+def _plan_units(ledger: Ledger, dataset: MarketDataset, portfolio: str, symbol: str,
+                fill_day: pd.Timestamp) -> float:
+    """Multiplier from ``fill_day``'s share units to those of the symbol's open plan (stored in
+    its opening day's units): 2.0 after a 2:1 split in between; 1.0 with no open plan."""
+    current = ledger.open_plans(portfolio).get(symbol)
+    return 1.0 if current is None else dataset.split_factor(symbol, pd.Timestamp(current["opened"]), fill_day)
+
+
 def book_plan(ledger: Ledger, portfolio: str, day: str, order: dict, kind: str, held_before: float,
-              fill: FillRecord, snapshot: dict, factor: float, settings: VoltSettings) -> None:
+              fill: FillRecord, snapshot: dict, factor: float, settings: VoltSettings,
+              plan_units: float = 1.0) -> None:
     """The timeline side of an agents' fill: an entry opens (or adds to) the plan; a fill
-    that closes the position closes the plan with the order's kind; a reduction is an event."""
+    that closes the position closes the plan with the order's kind; a reduction is an event.
+    ``plan_units`` converts an add's levels into the open plan's share units (a split since
+    it opened), so the stops compared and stored are in one unit."""
     symbol = fill.symbol
-    opening = (fill.side == "BUY" and held_before >= 0) or (fill.side == "SELL" and held_before <= 0)
+    opening = (fill.side == "BUY" and held_before >= 0) or \
+        (fill.side == "SELL" and settings.allow_short and held_before <= 0)
     if opening:
-        ledger.open_plan(portfolio, symbol, day, new_plan(order, snapshot, fill, factor, settings),
-                         fill.as_dict())
+        plan = new_plan(order, snapshot, fill, factor, settings)
+        if held_before != 0 and plan_units != 1.0:
+            plan = {**plan, **{k: plan[k] * plan_units for k in ("entry", "stop", "target", "best")
+                               if isinstance(plan.get(k), int | float)}}
+        ledger.open_plan(portfolio, symbol, day, plan, fill.as_dict())
         return
     position = ledger.account(portfolio).positions.get(symbol)
     if position is None or abs(position.qty) < DUST_QTY:
