@@ -570,31 +570,45 @@ class _Progress:
             self.progress = None
 
 
+def run_cli_job(job: Callable[[], dict], stop: Callable[[], None], *, interrupted: str) -> tuple[dict | None, int]:
+    """Run a long CLI job (a backtest, an evaluation) and map its failures to exit codes:
+    ``(summary, 0)``, or ``(None, 130)`` on Ctrl-C with the ``interrupted`` line, or
+    ``(None, 2)`` with one ``error:`` line. ``stop`` ends the progress bar either way."""
+    try:
+        summary = job()
+    except KeyboardInterrupt:
+        stop()
+        print(f"\ninterrupted: {interrupted}", file=sys.stderr)
+        return None, 130
+    except OperationalError as exc:
+        stop()
+        print(f"error: {exc}", file=sys.stderr)
+        return None, 2
+    except ValueError as exc:  # invalid settings (pydantic) name the field
+        stop()
+        print(f"error: invalid configuration: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return None, 2
+    stop()
+    return summary, 0
+
+
 def main(argv: list[str] | None = None, *, chat_model_factory: ChatModelFactory | None = None) -> int:
     args = parse_args(argv)
     out = Path(args.out).expanduser()
     bar = _Progress(enabled=not args.no_progress and not args.json)
-    try:
+
+    def job() -> dict:
         cfg = None if args.resume else config_from_args(args)
         if cfg is not None:
             load_dataset(cfg.data_csv)  # an unreadable CSV fails here, before anything runs
-        summary = run_backtest(cfg, out, resume=args.resume, restart=args.restart,
-                               chat_model_factory=chat_model_factory, on_day=bar.day, on_plan=bar.plan,
-                               jobs=args.jobs)
-    except KeyboardInterrupt:
-        bar.stop()
-        print(f"\ninterrupted: the backtest in {out} is checkpointed; continue it with "
-              f"python -m graph.backtest --out {out} --resume", file=sys.stderr)
-        return 130
-    except OperationalError as exc:
-        bar.stop()
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except ValueError as exc:  # invalid settings (pydantic) name the field
-        bar.stop()
-        print(f"error: invalid configuration: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 2
-    bar.stop()
+        return run_backtest(cfg, out, resume=args.resume, restart=args.restart,
+                            chat_model_factory=chat_model_factory, on_day=bar.day, on_plan=bar.plan,
+                            jobs=args.jobs)
+
+    summary, code = run_cli_job(job, bar.stop, interrupted=f"the backtest in {out} is checkpointed; continue "
+                                f"it with python -m graph.backtest --out {out} --resume")
+    if summary is None:
+        return code
     from graph.backtest_report import render_text
 
     print(json.dumps(summary, indent=2, default=str) if args.json else render_text(summary))

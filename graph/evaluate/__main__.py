@@ -13,7 +13,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from graph.errors import OperationalError
+from graph.backtest import run_cli_job
 from graph.evaluate.runner import EvalConfig, run_evaluation
 
 
@@ -104,25 +104,16 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     out = Path(args.out).expanduser()
     bar = _Progress(enabled=not args.no_progress and not args.json)
-    try:
+
+    def job() -> dict:
         cfg = config_from_args(args)
         cfg.arm_list()  # unknown arms: one line before anything runs
-        summary = run_evaluation(cfg, out, resume=args.resume, jobs=args.jobs,
-                                 on_plan=bar.plan, on_task=bar.step)
-    except KeyboardInterrupt:
-        bar.stop()
-        print(f"\ninterrupted: finished cells are kept; continue with the same arguments and --resume "
-              f"(--out {out})", file=sys.stderr)
-        return 130
-    except OperationalError as exc:
-        bar.stop()
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except ValueError as exc:  # invalid settings (pydantic) name the field
-        bar.stop()
-        print(f"error: invalid configuration: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 2
-    bar.stop()
+        return run_evaluation(cfg, out, resume=args.resume, jobs=args.jobs, on_plan=bar.plan, on_task=bar.step)
+
+    summary, code = run_cli_job(job, bar.stop, interrupted="finished cells are kept; continue with the same "
+                                f"arguments and --resume (--out {out})")
+    if summary is None:
+        return code
     from graph.evaluate.report import render_text
 
     print(json.dumps(summary, indent=2, default=str) if args.json else render_text(summary))
