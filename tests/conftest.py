@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -171,3 +172,14 @@ def settings_for(tmp_path: Path, clean_env):
         return VoltSettings(**{**base, **kw})
 
     return make
+
+
+def eventually(predicate, timeout: float = 5.0) -> bool:
+    """Poll ``predicate`` every 10 ms until it holds or ``timeout`` seconds pass (background
+    threads: streams, servers); its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
+from conftest import eventually
 
 from tests.fake_finnhub import FakeTradeServer
 from tools.trade_stream import LiveBarBuilder, Trade, TradeStream
@@ -22,13 +21,6 @@ def ms(text: str) -> int:
     return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
 
 
-def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 class Clock:
