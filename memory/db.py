@@ -255,6 +255,20 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (portfolio, as_of)
     );
     """,
+    # 5: the RL controller's action per cycle (tools/learning/rl): what it observed, what it
+    # chose, and what the hard limits let through. From here on, migrations are written in
+    # SQL that SQLite and PostgreSQL both accept (no strftime defaults, no AUTOINCREMENT).
+    """
+    CREATE TABLE rl_actions (
+        portfolio TEXT NOT NULL,
+        as_of TEXT NOT NULL,                 -- the cycle's decision day
+        policy TEXT NOT NULL,                -- the policy's id (file name and hash), or 'none'
+        observation TEXT NOT NULL,           -- JSON: feature name -> value
+        action REAL NOT NULL,                -- the size multiplier the policy chose
+        applied REAL NOT NULL,               -- the multiplier after the hard limits clipped it
+        PRIMARY KEY (portfolio, as_of)
+    );
+    """,
 ]
 
 
