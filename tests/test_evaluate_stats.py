@@ -179,3 +179,26 @@ def test_arms_are_settings_overrides_and_unknown_settings_are_refused(monkeypatc
     monkeypatch.setattr(runner, "ABLATIONS", [runner.Arm("typo", "t", "graph", {"learn_gaet": False})])
     with pytest.raises(EvaluateError, match="no setting learn_gaet"):
         runner.EvalConfig(arms=["on", "typo"]).arm_list()
+
+
+def test_calibrated_brier_uses_only_earlier_days_and_rewards_a_constant_but_right_agent():
+    # a rule agent: always 0.9 conviction ("95 %" raw), right 60 % of the time
+    rng = np.random.default_rng(3)
+    n = 400
+    days = [f"2010-{1 + i // 28:02d}-{1 + i % 28:02d}" for i in range(n)]
+    hit = (rng.random(n) < 0.6).astype(float)
+    cols = {"signal": [0.9] * n, "confidence": [0.95] * n, "realized": [0.01 if h else -0.01 for h in hit],
+            "hit": list(hit), "as_of": days}
+    p = analysis.calibrated_hits(cols)
+    assert p[0] == pytest.approx(0.5 + 0.1 * 0.9)  # no earlier day: the shrunk prior, not 0.95
+    # out of sample: changing today's and later outcomes never changes today's probability
+    flipped = dict(cols, hit=list(hit[:200]) + [1 - h for h in hit[200:]])
+    assert analysis.calibrated_hits(flipped)[:201] == p[:201]
+    s = stats.agent_scores(cols["signal"], cols["confidence"], cols["realized"], cols["hit"], p)
+    assert s["n_calibrated"] == n
+    assert s["brier"] > s["brier_base"]  # the raw 0.95 claims are worse than a constant
+    assert s["brier_calibrated"] < s["brier"]  # calibrated, the same calls score far better
+    assert s["brier_calibrated"] == pytest.approx(s["brier_calibrated_base"], abs=0.01)
+    # neutral calls and rows without a day are left out, not scored as 0.5
+    assert analysis.calibrated_hits({"signal": [0.0, 0.5], "hit": [1, 0], "as_of": ["a", "b"]})[0] is None
+    assert analysis.calibrated_hits({"signal": [0.5], "hit": [1]}) == [None]

@@ -8,8 +8,8 @@
   (the same arm, only the start differs) next to ON(i) - OFF(i) on the same days (the late
   part of window i, where ON has had the most time to learn);
 - deflated Sharpe of every arm's pooled daily returns, deflated for the number of arms tried;
-- per-agent IC, hit rate against the base rate and Brier, from each graph arm's resolved
-  predictions.
+- per-agent IC, hit rate against the base rate and Brier (raw confidence, and calibrated out of
+  sample as the learning loop scores it), from each graph arm's resolved predictions.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections import defaultdict
 import numpy as np
 
 from graph.evaluate import stats
+from tools.learning import calibration
 
 TREATMENT, CONTROL = "on", "off"
 
@@ -102,15 +103,38 @@ def deflated_sharpes(cells: list[dict], arms: list[str]) -> dict:
     return {arm: stats.deflated_sharpe(v, trial, len(arms)) for arm, v in series.items()}
 
 
+def calibrated_hits(cols: dict[str, list]) -> list[float | None]:
+    """Each directional call's probability of a hit, calibrated on the same agent's calls
+    resolved in the same run and made on an EARLIER day (:func:`tools.learning.calibration.p_right`):
+    out of sample, as the learning loop sees it. None for a neutral call (signal 0) and for
+    rows without a decision day (an older ``arm.json``)."""
+    dates = cols.get("as_of")
+    if not dates:
+        return [None] * len(cols["signal"])
+    signal, hit = np.asarray(cols["signal"], dtype=float), np.asarray(cols["hit"], dtype=float)
+    day = np.asarray(dates, dtype=object)
+    directional = signal != 0
+    out: list[float | None] = []
+    for i, s in enumerate(signal):
+        if s == 0:
+            out.append(None)
+            continue
+        past = directional & (day < day[i])
+        out.append(calibration.p_right(abs(s), np.abs(signal[past]), hit[past]))
+    return out
+
+
 def agents(cells: list[dict]) -> dict:
-    """Per graph arm, per agent: IC, hit rate vs base rate, Brier, over every cell's predictions."""
+    """Per graph arm, per agent: IC, hit rate vs base rate, Brier raw and calibrated, over every
+    cell's predictions (the calibration is fitted per cell: each run learns from its own past)."""
     merged: dict[str, dict[str, dict[str, list]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     for cell in cells:
         for arm, per_agent in (cell.get("predictions") or {}).items():
             for agent, cols in per_agent.items():
-                for k, v in cols.items():
-                    merged[arm][agent][k].extend(v)
-    return {arm: {agent: stats.agent_scores(c["signal"], c["confidence"], c["realized"], c["hit"])
+                for k in ("signal", "confidence", "realized", "hit"):
+                    merged[arm][agent][k].extend(cols[k])
+                merged[arm][agent]["calibrated"].extend(calibrated_hits(cols))
+    return {arm: {agent: stats.agent_scores(c["signal"], c["confidence"], c["realized"], c["hit"], c["calibrated"])
                   for agent, c in sorted(per_agent.items())}
             for arm, per_agent in merged.items()}
 

@@ -131,7 +131,8 @@ def render_html(s: dict, png: bytes | None) -> str:
     agent_rows = "".join(
         f"<tr><td>{esc(arm)}</td><td>{esc(agent)}</td><td>{m['n']}</td><td>{_num(m['ic'])}</td>"
         f"<td>{_num(m['hit_rate'], '.1%')}</td><td>{_num(m['base_rate'], '.1%')}</td><td>{_num(m['brier'])}</td>"
-        f"<td>{_num(m['brier_base'])}</td></tr>"
+        f"<td>{_num(m['brier_base'])}</td><td>{_num(m.get('brier_calibrated'))}</td>"
+        f"<td>{_num(m.get('brier_calibrated_base'))}</td></tr>"
         for arm, per in s["agents"].items() for agent, m in per.items())
     img = (f'<img alt="ON - OFF per cell and cumulative" src="data:image/png;base64,'
            f'{base64.b64encode(png).decode()}">') if png else ""
@@ -146,7 +147,8 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:first-child{{t
 <h2>Arms</h2><table><tr><th>arm</th><th>settings</th><th>mean window return</th><th>windows &gt; 0</th>
 <th>Sharpe / day</th><th>deflated Sharpe</th></tr>{rows}</table>
 <h2>Agents (resolved predictions)</h2><table><tr><th>arm</th><th>agent</th><th>n</th><th>IC (Spearman)</th>
-<th>hit rate</th><th>base rate</th><th>Brier</th><th>Brier of the base rate</th></tr>{agent_rows}</table>
+<th>hit rate</th><th>base rate</th><th>Brier (raw confidence)</th><th>Brier of the base rate</th>
+<th>Brier, calibrated out of sample</th><th>its base rate's</th></tr>{agent_rows}</table>
 </body></html>"""
 
 

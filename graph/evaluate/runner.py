@@ -125,23 +125,24 @@ def plan_cells(cfg: EvalConfig, out: Path) -> tuple[Any, list[Cell]]:
 
 
 def _predictions(ledger: Path, portfolio: str) -> dict[str, dict[str, list]]:
-    """Resolved predictions per agent: signal, confidence, realized return, hit."""
+    """Resolved predictions per agent: signal, confidence, realized return, hit, decision day."""
     out: dict[str, dict[str, list]] = {}
     if not ledger.exists():
         return out
     conn = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)
     try:
-        rows = conn.execute("SELECT agent, signal, confidence, realized_return, hit FROM agent_predictions"
+        rows = conn.execute("SELECT agent, signal, confidence, realized_return, hit, as_of FROM agent_predictions"
                             " WHERE portfolio=? AND resolved=1 AND realized_return IS NOT NULL AND hit IS NOT NULL"
                             " ORDER BY as_of, prediction_id", (portfolio,)).fetchall()
     except sqlite3.OperationalError:  # no learning store in this build
         rows = []
     finally:
         conn.close()
-    for agent, sig, conf, ret, hit in rows:
-        cols = out.setdefault(agent, {"signal": [], "confidence": [], "realized": [], "hit": []})
+    for agent, sig, conf, ret, hit, as_of in rows:
+        cols = out.setdefault(agent, {"signal": [], "confidence": [], "realized": [], "hit": [], "as_of": []})
         for key, v in zip(("signal", "confidence", "realized", "hit"), (sig, conf, ret, hit), strict=True):
             cols[key].append(float(v))
+        cols["as_of"].append(as_of)  # for the out-of-sample calibration (graph/evaluate/analysis.py)
     return out
 
 

@@ -160,7 +160,7 @@ def spearman(x, y) -> float | None:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def agent_scores(signal, confidence, realized, hit) -> dict:
+def agent_scores(signal, confidence, realized, hit, calibrated=None) -> dict:
     """One agent's resolved predictions: ``signal`` in -1..1, ``confidence`` in 0..1 (read as
     the probability of a hit), ``realized`` the return over the horizon, ``hit`` 0/1.
 
@@ -169,16 +169,29 @@ def agent_scores(signal, confidence, realized, hit) -> dict:
       direction of ``realized`` (what a constant guess reaches on these rows);
     - ``brier`` = mean((confidence - hit)^2) next to ``brier_base`` = the Brier of always
       saying the average hit rate (a calibrated constant); ``brier_skill`` = 1 - brier/base
-      (> 0: the confidences carry information)."""
+      (> 0: the confidences carry information);
+    - ``brier_calibrated``: the same with ``calibrated`` (each call's probability of a hit from
+      the agent's own earlier calls, :mod:`tools.learning.calibration`, out of sample) instead
+      of the raw confidence, over the rows where it is given (not None), next to
+      ``brier_calibrated_base`` on those rows. This is what the weights are learned from: a
+      rule's constant conviction scores badly raw but can be well calibrated."""
     s, c, r, h = (_array(v, k) for v, k in ((signal, "signal"), (confidence, "confidence"),
                                            (realized, "realized"), (hit, "hit")))
     n = len(s)
+    empty_cal = {"brier_calibrated": None, "brier_calibrated_base": None, "n_calibrated": 0}
     if not n:
         return {"n": 0, "ic": None, "hit_rate": None, "base_rate": None, "brier": None, "brier_base": None,
-                "brier_skill": None}
+                "brier_skill": None, **empty_cal}
     up = float(np.mean(r > 0))
     hit_rate = float(h.mean())
     brier = float(np.mean((np.clip(c, 0, 1) - h) ** 2))
     base = float(np.mean((hit_rate - h) ** 2))
+    cal = dict(empty_cal)
+    if calibrated is not None:
+        given = [(p, y) for p, y in zip(calibrated, h, strict=True) if p is not None]
+        if given:
+            p_cal, h_cal = (np.array(v, dtype=float) for v in zip(*given, strict=True))
+            cal = {"brier_calibrated": float(np.mean((np.clip(p_cal, 0, 1) - h_cal) ** 2)),
+                   "brier_calibrated_base": float(np.mean((h_cal.mean() - h_cal) ** 2)), "n_calibrated": len(given)}
     return {"n": n, "ic": spearman(s, r), "hit_rate": hit_rate, "base_rate": max(up, 1 - up), "brier": brier,
-            "brier_base": base, "brier_skill": (1 - brier / base) if base > 0 else None}
+            "brier_base": base, "brier_skill": (1 - brier / base) if base > 0 else None, **cal}
