@@ -81,3 +81,52 @@ def test_decisions_page_shows_the_consensus_of_the_last_cycle(site):
     shown = driver.find_element(By.ID, "consensus-result").text.removeprefix("consensus: ")
     assert shown in results
     assert driver.find_elements(By.CSS_SELECTOR, "#votes-figure .main-svg")
+
+
+def test_learning_page_shows_the_rl_controller(site, tmp_path):
+    """Off (the table is there, no row): says so. With rows as the controller writes them
+    (memory/rl_store.record_action): the policy, both multipliers per cycle, the last observation."""
+    import json
+    import shutil
+
+    from selenium.webdriver.common.by import By
+
+    driver = site["driver"]
+    harness.open_page(driver, site["url"] + "/learning", "rl-note")
+    assert driver.find_element(By.ID, "rl-note").text == "RL controller off (no actions recorded)"
+    home = tmp_path / "home"
+    shutil.copytree(site["home"], home, ignore=shutil.ignore_patterns("chroma"))
+    with sqlite3.connect(home / "volt.db") as conn:
+        days = [r[0] for r in conn.execute("SELECT as_of FROM cycles WHERE portfolio=? ORDER BY as_of", (PORTFOLIO,))]
+        for i, day in enumerate(days):
+            observed = {"drawdown": round(0.01 * i, 4), "exposure": round(0.05 * i, 4), "trend": -0.02}
+            action = 0.5 + 0.1 * i
+            conn.execute("INSERT INTO rl_actions(portfolio, as_of, policy, observation, action, applied)"
+                         " VALUES (?,?,?,?,?,?)", (PORTFOLIO, day, "policy.zip:9f2c", json.dumps(observed), action,
+                                                  min(action, 1.5)))
+    conn.close()
+    app = create_app(home, portfolio=PORTFOLIO, refresh_ms=60_000)
+    app.logger.disabled = True
+    with harness.serve(app) as url:
+        harness.severe(driver)
+        harness.open_page(driver, url + "/learning", "rl-figure")
+        conn = sqlite3.connect(f"file:{home / 'volt.db'}?mode=ro", uri=True)
+        rows = conn.execute("SELECT as_of, policy, action, applied FROM rl_actions WHERE portfolio=? ORDER BY as_of",
+                            (PORTFOLIO,)).fetchall()
+        features = conn.execute("SELECT key, value FROM rl_actions, json_each(observation) WHERE portfolio=?"
+                                " AND as_of=? ORDER BY key", (PORTFOLIO, rows[-1][0])).fetchall()
+        conn.close()
+        clipped = sum(abs(a - b) > 1e-9 for _, _, a, b in rows)
+        assert driver.find_element(By.ID, "rl-summary").text == (
+            f"policy policy.zip:9f2c: {len(rows)} cycles, last {rows[-1][0]}: action {fmt(rows[-1][2])},"
+            f" applied {fmt(rows[-1][3])}; clipped by the hard limits in {clipped} cycles")
+        drawn = driver.execute_script(
+            "return document.querySelector('#rl-figure .js-plotly-plot')._fullData"
+            ".map(t => [t.name, Array.from(t.x), Array.from(t.y)]);")
+        assert drawn[0] == ["action (policy)", [r[0] for r in rows], pytest.approx([r[2] for r in rows])]
+        assert drawn[1] == ["applied (after limits)", [r[0] for r in rows], pytest.approx([r[3] for r in rows])]
+        cells = driver.execute_script(
+            "return Array.from(document.querySelectorAll('#rl-observation-table tbody tr'))"
+            ".map(r => Array.from(r.cells).map(c => c.textContent));")
+        assert cells == [[key, fmt(value)] for key, value in features]
+        assert harness.severe(driver) == []

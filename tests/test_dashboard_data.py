@@ -15,7 +15,7 @@ from graph.dashboard.app import COOKIE, HEADER, Context, create_app
 from graph.dashboard.data import HomeData, ro_connect
 from graph.dashboard.harness import build_home
 from graph.dashboard.market import MarketView
-from graph.dashboard.pages import overview
+from graph.dashboard.pages import learning, overview
 
 PORTFOLIO = "backtest"
 
@@ -75,10 +75,12 @@ def test_decisions_and_learning_read_what_the_cycle_wrote(built):
     calls = data.predictions(PORTFOLIO, day, symbol)
     assert {c["source"] for c in calls} <= {"prior", "rule", "limits", "ledger", "model"}
     assert any(m["message_type"] == "trade_proposal" for m in data.cycle_messages(PORTFOLIO, day, symbol))
+    # every agent's hit rate (the short window may resolve none yet, as the outcome horizon
+    # outlasts it: tests/test_dashboard_year.py checks the same on a year of resolved calls)
     scores = data.agent_scores(PORTFOLIO)
-    hits = ledger(home, "SELECT AVG(hit) FROM agent_predictions WHERE portfolio=? AND agent='market_agent'"
-                        " AND resolved=1 AND hit IS NOT NULL", (PORTFOLIO,))[0][0]
-    assert scores.set_index("agent").loc["market_agent", "accuracy"] == pytest.approx(hits)
+    hits = dict(ledger(home, "SELECT agent, AVG(hit) FROM agent_predictions WHERE portfolio=? AND resolved=1"
+                             " AND hit IS NOT NULL GROUP BY agent", (PORTFOLIO,)))
+    assert dict(zip(scores["agent"], scores["accuracy"], strict=True)) == pytest.approx(hits)
     counts = data.message_counts(PORTFOLIO)
     assert counts["n"].sum() == ledger(home, "SELECT COUNT(*) FROM agent_messages")[0][0]
 
@@ -118,6 +120,7 @@ def test_absent_tables_say_not_recorded_and_present_ones_are_read(built, tmp_pat
     shutil.copytree(home, bare, ignore=shutil.ignore_patterns("chroma"))
     with sqlite3.connect(bare / "volt.db") as conn:
         conn.execute("DROP TABLE IF EXISTS position_plans")
+        conn.execute("DROP TABLE IF EXISTS rl_actions")  # a ledger from before migration 5
     conn.close()
     data = HomeData(bare)
     assert data.plans(PORTFOLIO) is None and data.rl_actions(PORTFOLIO) is None
@@ -207,3 +210,87 @@ def test_a_ledger_still_being_created_reads_as_empty(tmp_path):
     assert data.positions("p").empty and data.fills("p").empty and data.opened_on("p") == {}
     with pytest.raises(sqlite3.OperationalError, match="no such column"):  # other errors still surface
         data.query("SELECT missing_col FROM cycles")
+
+
+RL_ROWS = [  # (as_of, policy, observation, action, applied): the rl_actions layout of migration 5
+    ("2009-11-02", "policy.zip:ab12", {"drawdown": 0.0, "exposure": 0.0, "trend": 0.01}, 1.2, 1.2),
+    ("2009-11-03", "policy.zip:ab12", {"drawdown": 0.02, "exposure": 0.4, "trend": -0.03}, 1.6, 1.5),
+    ("2009-11-04", "policy.zip:cd34", {"drawdown": 0.05, "exposure": 0.55, "trend": -0.02}, 0.25, 0.25),
+]
+
+
+def values(array) -> list:
+    """A figure's array as numbers: plotly sends numpy arrays as base64 (``{"dtype", "bdata"}``)."""
+    if isinstance(array, dict):
+        import base64
+
+        import numpy as np
+
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"]).tolist()
+    return list(array)
+
+
+def insert_rl_rows(db: Path, rows=RL_ROWS, portfolio: str = PORTFOLIO) -> None:
+    """Rows as the RL controller writes them (memory/rl_store.record_action), plus one of
+    another portfolio and one with a damaged observation that must not show."""
+    with sqlite3.connect(db) as conn:
+        for as_of, policy, observed, action, applied in rows:
+            conn.execute("INSERT INTO rl_actions(portfolio, as_of, policy, observation, action, applied)"
+                         " VALUES (?,?,?,?,?,?)", (portfolio, as_of, policy, json.dumps(observed), action, applied))
+        conn.execute("INSERT INTO rl_actions VALUES ('other', '2009-11-05', 'x', '{bad', 9.0, 9.0)")
+    conn.close()
+
+
+def test_rl_actions_are_read_and_shown(built, tmp_path):
+    _, home = built
+    copy = tmp_path / "home"
+    shutil.copytree(home, copy, ignore=shutil.ignore_patterns("chroma"))
+    data = HomeData(copy)
+    assert data.rl_actions(PORTFOLIO) is not None and data.rl_actions(PORTFOLIO).empty  # table, no row
+    assert repr(learning.rl_section(data.rl_actions(PORTFOLIO))).count(learning.RL_OFF) == 1
+    insert_rl_rows(copy / "volt.db")
+    data = HomeData(copy)
+    rl = data.rl_actions(PORTFOLIO)
+    assert list(rl["as_of"]) == [r[0] for r in RL_ROWS] and list(rl["applied"]) == [1.2, 1.5, 0.25]
+    assert rl["observation"].iloc[1] == RL_ROWS[1][2]
+    assert data.rl_actions("other")["observation"].iloc[0] == {}  # damaged JSON: no feature, no error
+    summary, body = learning.rl_section(rl)
+    assert summary.children == ("policy policy.zip:cd34: 3 cycles, last 2009-11-04: action 0.25, applied 0.25;"
+                                " clipped by the hard limits in 1 cycles")
+    action, applied = (values(trace["y"]) for trace in body.children[0].figure["data"])
+    assert action == [1.2, 1.6, 0.25] and applied == [1.2, 1.5, 0.25]
+    text = repr(body.children[1])
+    assert "exposure" in text and "0.55" in text and "policy.zip:ab12" in text
+    ctx = Context(data=data, market=MarketView(), portfolio=PORTFOLIO)
+    assert "rl-summary" in repr(learning.layout(ctx, PORTFOLIO))
+
+
+def test_the_partial_plotly_bundle_is_served_and_covers_every_trace_type(built):
+    import re
+
+    from plotly.offline import get_plotlyjs_version
+
+    from graph.dashboard.app import DASH_PLOTLY_URL, PLOTLY_BUNDLE
+
+    _, home = built
+    bundle = PLOTLY_BUNDLE.read_bytes()
+    assert f"plotly.js v{get_plotlyjs_version()},".encode() in bundle[:400]  # the version plotly.py writes for
+    entry = (PLOTLY_BUNDLE.parent / "plotly-volt.entry.js").read_text()
+    pages = Path(__file__).resolve().parents[1] / "graph" / "dashboard"
+    drawn = {t for f in pages.rglob("*.py") for t in re.findall(r"\bgo\.([A-Z]\w+)\(", f.read_text())}
+    assert drawn - {"Figure"} >= {"Scatter", "Bar", "Sankey"}
+    for trace in drawn - {"Figure", "Scatter"}:  # scatter is in plotly's core
+        assert f"plotly.js/lib/{trace.lower()}'" in entry, f"{trace} is drawn but not in the partial bundle"
+    client = create_app(home, portfolio=PORTFOLIO).server.test_client()
+    page = client.get("/").get_data(as_text=True)
+    src = re.search(r'<script src="(/_volt/plotly-[0-9a-f]+\.min\.js)" defer', page).group(1)
+    first = client.get(src)
+    assert first.get_data() == bundle and "max-age=31536000" in first.headers["Cache-Control"]
+    assert client.get(DASH_PLOTLY_URL).get_data() == bundle  # a figure mounting first gets the same one
+    stock = create_app(home, portfolio=PORTFOLIO, full_plotly=True).server.test_client()
+    assert "/_volt/plotly-" not in stock.get("/").get_data(as_text=True)
+    assert len(stock.get(DASH_PLOTLY_URL).get_data()) > 3 * len(bundle)  # Dash's own, whole plotly.js
+    remote = create_app(home, portfolio=PORTFOLIO, compress=True).server.test_client()
+    packed = remote.get(src, headers={"Accept-Encoding": "gzip, deflate, br, zstd"})  # as Chromium asks
+    assert packed.headers.get("Content-Encoding") in ("zstd", "br", "gzip", "deflate")
+    assert len(packed.get_data()) < len(bundle) / 2

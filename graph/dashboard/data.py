@@ -45,18 +45,40 @@ def ro_connect(path: Path, timeout_s: float = 2.0) -> sqlite3.Connection:
 class HomeData:
     """The ledger of one VOLT home (``home/volt.db``), read-only and cached per cycle stamp."""
 
-    def __init__(self, home: Path | str, runs_dir: Path | str | None = None):
+    def __init__(self, home: Path | str, runs_dir: Path | str | None = None, database_url: str | None = None):
         self.home = Path(home)
         self.ledger = self.home / "volt.db"
+        # VOLT_DATABASE_URL: the ledger is in PostgreSQL (memory/pg.py); ops.db and logs stay in the home
+        self.database = None
+        if database_url:
+            from memory.db import DatabaseURL
+
+            self.database = DatabaseURL(database_url)
         self.runs_dir = Path(runs_dir) if runs_dir else None
         self._cache: dict[tuple, tuple[tuple, Any]] = {}
         self._lock = threading.Lock()
 
     # -- plumbing ----------------------------------------------------------------------
+    def _pg_query(self, sql: str, params: tuple) -> list[dict]:
+        """On PostgreSQL: in a READ ONLY transaction (MVCC: a reader never blocks a writer),
+        rolled back; [] while the database has no VOLT schema (nothing is created here)."""
+        from memory.db import open_db
+
+        if not self.database.exists():
+            return []
+        with open_db(self.database) as conn:
+            conn.execute("BEGIN READ ONLY")
+            try:
+                return [dict(r) for r in conn.execute(sql, params).fetchall()]
+            finally:
+                conn.execute("ROLLBACK")
+
     def query(self, sql: str, params: tuple = ()) -> list[dict]:
         """Rows as dicts; [] when there is no ledger yet, or while a running cycle is still
         creating its tables (a first cycle writes the schema table by table). One connection
         per call."""
+        if self.database is not None:
+            return self._pg_query(sql, params)
         if not self.ledger.exists():
             return []
         conn = ro_connect(self.ledger)
@@ -70,6 +92,9 @@ class HomeData:
             conn.close()
 
     def tables(self) -> set[str]:
+        if self.database is not None:
+            return {r["name"] for r in self.query("SELECT table_name AS name FROM information_schema.tables"
+                                                  " WHERE table_schema = current_schema()")}
         return {r["name"] for r in self.query("SELECT name FROM sqlite_master WHERE type='table'")}
 
     def has_table(self, name: str) -> bool:
@@ -227,10 +252,22 @@ class HomeData:
         return self.cached(portfolio, "calibration", load, bins)
 
     def rl_actions(self, portfolio: str) -> pd.DataFrame | None:
-        """The RL controller's actions when this home records them (table ``rl_actions``), else None."""
+        """The RL controller's rows (ledger table ``rl_actions``, migration 5), oldest first:
+        as_of, policy (its id, or 'none'), observation (dict: feature name -> value; {} when
+        unreadable), action (the size multiplier the policy chose) and applied (the multiplier
+        after the hard limits clipped it). None when the ledger predates the table; an empty
+        frame when the controller is off (it records nothing then)."""
         if not self.has_table("rl_actions"):
             return None
-        return pd.DataFrame(self.query("SELECT * FROM rl_actions WHERE portfolio=?", (portfolio,)))
+
+        def load() -> pd.DataFrame:
+            rows = self.query("SELECT as_of, policy, observation, action, applied FROM rl_actions"
+                              " WHERE portfolio=? ORDER BY as_of", (portfolio,))
+            for row in rows:
+                observed = _json(row["observation"])
+                row["observation"] = observed if isinstance(observed, dict) else {}
+            return pd.DataFrame(rows, columns=["as_of", "policy", "observation", "action", "applied"])
+        return self.cached(portfolio, "rl_actions", load)
 
     # -- messages, evolution, errors -------------------------------------------------------
     def message_counts(self, portfolio: str) -> pd.DataFrame:

@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 from dash import Input, Output, dcc, html
 from plotly.subplots import make_subplots
 
-from graph.dashboard.ui import GRAPH_CONFIG, notice, section
+from graph.dashboard.ui import GRAPH_CONFIG, notice, section, styled
 
 
 def default_symbol(ctx, portfolio: str, symbols: list[str]) -> str | None:
@@ -35,7 +35,13 @@ def layout(ctx, portfolio: str) -> html.Div:
     ])
 
 
-def figure(ctx, portfolio: str, symbol: str) -> go.Figure:
+def figure(ctx, portfolio: str, symbol: str) -> dict:
+    """Price with SMA20/50 and Bollinger bands, RSI14 and MACD of ``symbol``, with the
+    portfolio's fills and decisions on it (a dcc.Graph figure dict)."""
+    return styled(_figure(ctx, portfolio, symbol))
+
+
+def _figure(ctx, portfolio: str, symbol: str) -> go.Figure:
     frame = ctx.market.indicators(symbol)
     fig = make_subplots(rows=3, cols=1, shared_xaxes=True, row_heights=[0.6, 0.2, 0.2], vertical_spacing=0.04)
     if frame is None:
@@ -65,7 +71,7 @@ def figure(ctx, portfolio: str, symbol: str) -> go.Figure:
     fig.add_trace(go.Scatter(x=x, y=frame["macd"], name="MACD", line={"color": "#0969da"}), 3, 1)
     fig.add_trace(go.Scatter(x=x, y=frame["macd_signal"], name="signal", line={"color": "#fb8500"}), 3, 1)
     fig.add_trace(go.Bar(x=x, y=frame["macd_hist"], name="histogram", marker_color="#999"), 3, 1)
-    fig.update_layout(title=f"{symbol}", height=620, template="plotly_white",
+    fig.update_layout(title=f"{symbol}", height=620,
                       margin={"l": 50, "r": 20, "t": 40, "b": 30}, legend={"orientation": "h", "y": -0.08})
     return fig
 
