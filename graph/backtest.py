@@ -40,7 +40,7 @@ from graph.context import ChatModelFactory
 from graph.errors import OperationalError
 from graph.settings import VoltSettings
 from memory.ledger import Ledger
-from memory.response_cache import CacheStats, open_store
+from memory.response_cache import CacheStats, cache_target, open_store
 from memory.run_lock import portfolio_lock
 from tools.market import DataOptions
 from tools.market_data import MarketDataset, load_dataset
@@ -219,7 +219,11 @@ def run_settings(cfg: BacktestConfig, out: Path, run: str, state: str) -> VoltSe
     if "llm_cache" in VoltSettings.model_fields:  # --no-cache wins over VOLT_LLM_CACHE
         overrides["llm_cache"] = (Path(cfg.cache_path) if cfg.cache_path else out / CACHE_FILE) if cfg.cache else None
     overrides.update(cfg.settings_overrides or {})
-    return VoltSettings(**overrides)
+    settings = VoltSettings(**overrides)
+    if settings.database_url and "portfolio" not in (cfg.settings_overrides or {}):
+        # one database shared by every run (VOLT_DATABASE_URL): each run is its own portfolio there
+        settings = settings.model_copy(update={"portfolio": f"{PORTFOLIO}-{state.removeprefix(STATE_PREFIX)}-{run}"})
+    return settings
 
 
 ProgressFn = Callable[[str, int, int, str, float], None]
@@ -267,13 +271,13 @@ def run_graph(cfg: BacktestConfig, out: Path, run: str, state_dir: str, days: li
     settings.home.mkdir(parents=True, exist_ok=True)
     store = DayStore(out / DAYS_DB)
     ledger = Ledger(settings.ledger_path)
-    cache = open_store(settings.llm_cache) if getattr(settings, "llm_cache", None) else None
+    cache = open_store(cache_target(settings)) if getattr(settings, "llm_cache", None) else None
     wanted = [f"{d:%Y-%m-%d}" for d in days]
-    with portfolio_lock(settings.home, settings.portfolio):
+    with portfolio_lock(settings.home, settings.portfolio, settings.ledger_path):
         ledger.ensure_portfolio(settings.portfolio, settings.starting_cash)
         # Idle connections held for the whole replay: SQLite then keeps its WAL files instead
         # of checkpointing and deleting them each time a cycle closes its last connection.
-        keep = [sqlite3.connect(str(p)) for p in (settings.ledger_path, settings.checkpoint_path)]
+        keep = [sqlite3.connect(str(p)) for p in (settings.ledger_path, settings.checkpoint_path) if isinstance(p, Path)]
         try:
             _backfill(run, settings, store)
             # at most one resumed cycle plus one cycle per day; more means no progress

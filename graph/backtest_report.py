@@ -31,9 +31,9 @@ STYLE = {  # name: (color, line width)
 
 
 def _graph_fills(ledger_path: Path, portfolio: str) -> list[dict]:
-    if not Path(ledger_path).exists():
+    if not ledger_path.exists():  # a Path, or a memory.db.DatabaseURL (VOLT_DATABASE_URL)
         return []
-    with open_db(Path(ledger_path)) as conn:
+    with open_db(ledger_path) as conn:
         rows = conn.execute(
             "SELECT o.as_of, f.* FROM fills f JOIN orders o ON o.order_id = f.order_id"
             " WHERE f.portfolio=? ORDER BY f.fill_date, f.symbol", (portfolio,)).fetchall()

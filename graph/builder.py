@@ -3,7 +3,7 @@ via ``langgraph.json``; ``graph.run`` compiles :func:`build_graph` with ``Sqlite
 
 Cycle graph::
 
-    START -> prepare_cycle -> learning_agent -> gather_alt_data -> macro_agent(*)
+    START -> prepare_cycle -> learning_agent -> gather_alt_data -> rl_controller -> macro_agent(*)
           -(Send per candidate)-> analyze_candidate -> execution_agent -> portfolio_manager
           -> learning_recorder -> agent_improver -> END
 
@@ -66,6 +66,7 @@ from nodes.peer_review import peer_review, request_correction, route_after_revie
 from nodes.portfolio_manager import portfolio_manager
 from nodes.prepare_cycle import prepare_cycle
 from nodes.risk_agent import risk_agent, route_after_risk
+from nodes.rl_controller import rl_controller
 from nodes.sentiment_agent import sentiment_agent
 from nodes.strategy_agent import reconsider, strategy_agent
 
@@ -178,6 +179,7 @@ def build_graph(*, checkpoint_candidates: bool = True) -> StateGraph:
     g.add_node("prepare_cycle", prepare_cycle)
     g.add_node("learning_agent", learning_agent)
     g.add_node("gather_alt_data", gather_alt_data)
+    g.add_node("rl_controller", rl_controller)
     # an LLMAgent's __call__ is annotated with CandidateState; this one reads the cycle state
     g.add_node("macro_agent", macro_agent, input_schema=CycleState)
     if checkpoint_candidates:
@@ -192,7 +194,8 @@ def build_graph(*, checkpoint_candidates: bool = True) -> StateGraph:
     g.add_edge(START, "prepare_cycle")
     g.add_edge("prepare_cycle", "learning_agent")
     g.add_edge("learning_agent", "gather_alt_data")
-    g.add_edge("gather_alt_data", "macro_agent")
+    g.add_edge("gather_alt_data", "rl_controller")
+    g.add_edge("rl_controller", "macro_agent")
     g.add_conditional_edges("macro_agent", route_after_macro, ["macro_agent", "analyze_candidate", "execution_agent"])
     g.add_edge("analyze_candidate", "execution_agent")
     g.add_edge("execution_agent", "portfolio_manager")

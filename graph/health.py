@@ -66,7 +66,16 @@ def worst(checks: list[Check]) -> str:
 def _ro(path: Path) -> sqlite3.Connection:
     """A read-only connection (``mode=ro``): health never writes. A WAL database with no
     ``-wal`` file (no writer has it open) is opened ``immutable`` too, because a plain
-    read-only open would create its ``-wal`` and ``-shm`` files."""
+    read-only open would create its ``-wal`` and ``-shm`` files. A ``VOLT_DATABASE_URL``
+    gives a read-only PostgreSQL session with the same surface (memory/pg.py)."""
+    from memory.db import DatabaseURL
+
+    if isinstance(path, DatabaseURL):
+        from memory.pg import PgConnection, connect
+
+        conn = PgConnection(connect(path), path)
+        conn.execute("SET default_transaction_read_only = on")
+        return conn
     immutable = "" if Path(f"{path}-wal").exists() else "&immutable=1"
     return sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro{immutable}", uri=True, timeout=5)
 
@@ -77,6 +86,17 @@ def _one_line(exc: BaseException) -> str:
 
 
 def quick_check(name: str, path: Path, *, missing: str) -> Check:
+    from memory.db import DatabaseURL
+
+    if isinstance(path, DatabaseURL):  # the server checks its own pages: is it reachable, migrated?
+        try:
+            with _ro(path) as conn:
+                version = conn.execute("SELECT version FROM schema_version").fetchone()[0] \
+                    if _table_exists(conn, "schema_version") else 0
+            conn.close()
+        except Exception as exc:
+            return Check(name, CRITICAL, f"{path} is unreachable ({_one_line(exc)})")
+        return Check(name, OK, f"{path}: reachable, schema version {version}" if version else f"{path}: {missing}")
     if not path.exists():
         return Check(name, OK, missing)
     try:
@@ -91,6 +111,8 @@ def quick_check(name: str, path: Path, *, missing: str) -> Check:
 
 
 def _table_exists(conn: sqlite3.Connection, table: str) -> bool:
+    if not isinstance(conn, sqlite3.Connection):  # PostgreSQL
+        return conn.execute("SELECT to_regclass(?) IS NOT NULL", (table,)).fetchone()[0]
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (table,)).fetchone() is not None
 
 
@@ -128,7 +150,8 @@ def ledger_checks(settings: VoltSettings, args: argparse.Namespace, now: float) 
                 f"({','.join('?' * len(ids))}) GROUP BY category ORDER BY n DESC", (portfolio, *ids)).fetchall()
         last_model = conn.execute(
             "SELECT model, as_of FROM agent_predictions WHERE portfolio=? AND source='model' AND model IS NOT NULL"
-            " ORDER BY as_of DESC, rowid DESC LIMIT 1", (portfolio,)).fetchone() \
+            f" ORDER BY as_of DESC, {'rowid' if isinstance(conn, sqlite3.Connection) else 'prediction_id'} DESC"
+            " LIMIT 1", (portfolio,)).fetchone() \
             if _table_exists(conn, "agent_predictions") else None
     conn.close()
     args.last_model = f"{last_model['model']} on {last_model['as_of']}" if last_model else None
@@ -239,6 +262,11 @@ def model_check(settings: VoltSettings, args: argparse.Namespace) -> Check:
 def lock_check(settings: VoltSettings, args: argparse.Namespace) -> Check:
     path = settings.home / "locks" / f"{settings.portfolio}.lock"
     down = CRITICAL if args.expect_running else OK
+    if settings.database_url:  # an advisory lock on the server, held by any worker anywhere
+        from memory.run_lock import advisory_holder
+
+        holder = advisory_holder(settings.ledger_path, settings.portfolio)
+        return Check("lock", OK, f"held by pid {holder}") if holder else Check("lock", down, "not held")
     try:
         text = path.read_text().strip()
     except FileNotFoundError:
@@ -280,7 +308,8 @@ def run_checks(settings: VoltSettings, args: argparse.Namespace, now: float | No
 
     ledger = quick_check("volt_db", settings.ledger_path, missing="no ledger yet (no cycle has run)")
     checks.append(ledger)
-    guarded("checkpoints_db", lambda: quick_check("checkpoints_db", settings.checkpoint_path, missing="none yet"))
+    if not settings.database_url:  # else the same database as volt_db
+        guarded("checkpoints_db", lambda: quick_check("checkpoints_db", settings.checkpoint_path, missing="none yet"))
     guarded("chroma", lambda: quick_check("chroma", home / "chroma" / "chroma.sqlite3",
                                           missing="no situation memory yet"))
     guarded("disk", lambda: disk_check(home, args))

@@ -73,11 +73,11 @@ def learning_report(settings: VoltSettings) -> dict:
         dataset = market_dataset(settings)
         market = dataset.close_panel.pct_change(fill_method=None).mean(axis=1).reindex(equity.index)
     memory_size: int | None = 0
-    if (settings.home / "chroma").exists():
+    if settings.chroma_url or (settings.home / "chroma").exists():
         from memory.situation_memory import SituationMemory
 
         try:
-            memory_size = SituationMemory(settings.home, portfolio).count()
+            memory_size = SituationMemory(settings.home, portfolio, settings.chroma_url).count()
         except Exception:  # damaged: the report still shows the rest, and says how to rebuild
             memory_size = None
     return {
@@ -180,12 +180,13 @@ def rebuild_memory_command(settings: VoltSettings) -> int:
     to it meanwhile)."""
     from memory.situation_memory import rebuild_memory
 
-    with portfolio_lock(settings.home, settings.portfolio):
-        n, note = rebuild_memory(settings.home, settings.portfolio, LearningStore(settings.ledger_path))
+    with portfolio_lock(settings.home, settings.portfolio, settings.ledger_path):
+        n, note = rebuild_memory(settings.home, settings.portfolio, LearningStore(settings.ledger_path),
+                                 settings.chroma_url)
     if note:
         print(f"warning: {note}", file=sys.stderr)
     print(f"situation memory rebuilt: {n} situations from the learning store "
-          f"(portfolio {settings.portfolio}, {settings.home / 'chroma'})")
+          f"(portfolio {settings.portfolio}, {settings.chroma_url or settings.home / 'chroma'})")
     return 0
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sqlite3
 import sys
 import time
@@ -250,6 +251,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--loop", type=float, metavar="SECONDS",
                    help="keep running: a cycle, then wait SECONDS (live: the trade stream runs in between)")
     p.add_argument("--cycles", type=int, metavar="N", help="with --loop: stop after N cycles")
+    p.add_argument("--portfolios", metavar="A,B",
+                   help="worker mode: serve these portfolios, each cycle under its lock; several workers "
+                        "(processes or machines sharing VOLT_DATABASE_URL) split them (graph/worker.py)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of the summary")
     p.add_argument("--verbose", action="store_true", help="the model chain's full status in the summary")
     return p.parse_args(argv)
@@ -375,6 +379,29 @@ def run_loop(settings: VoltSettings, args: argparse.Namespace, chat_model_factor
     return 0
 
 
+def _run_worker(settings: VoltSettings, args: argparse.Namespace, chat_model_factory: ChatModelFactory | None) -> int:
+    """``--portfolios``: :func:`graph.worker.run_worker` with this module's cycle and report."""
+    from graph.worker import parse_portfolios, run_worker
+
+    try:
+        portfolios = parse_portfolios(args.portfolios)
+    except ValueError as exc:
+        raise OperationalError(str(exc)) from None
+
+    def run_one(own: VoltSettings, n: int) -> None:
+        started = _start_cycle(own, n)
+        result = run_cycle(own, chat_model_factory=chat_model_factory, stop=stop, trace={"cycle": n, "loop": True})
+        _after_cycle(own, args, result, started, n)
+
+    with StopSignals() as stop:
+        tally = run_worker(settings, portfolios, pause_s=args.loop or 0.0, max_cycles=args.cycles,
+                           run_one=run_one, stop=stop)
+    print(f"worker {os.getpid()}: {tally.total} cycle(s) "
+          f"({', '.join(f'{p} {n}' for p, n in sorted(tally.cycles.items())) or 'none'}); "
+          f"finished: {', '.join(sorted(tally.finished)) or 'none'}", file=sys.stderr, flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None, *, chat_model_factory: ChatModelFactory | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -388,7 +415,9 @@ def main(argv: list[str] | None = None, *, chat_model_factory: ChatModelFactory 
         if settings.source == "replay":
             load_dataset(settings.data_csv)  # an unreadable CSV fails here, before anything runs
         setup_operations(settings)
-        with StopSignals() as stop, portfolio_lock(settings.home, settings.portfolio):
+        if args.portfolios is not None:
+            return _run_worker(settings, args, chat_model_factory)
+        with StopSignals() as stop, portfolio_lock(settings.home, settings.portfolio, settings.ledger_path):
             if args.loop is not None:
                 return run_loop(settings, args, chat_model_factory, stop)
             started = _start_cycle(settings, None)

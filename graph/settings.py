@@ -17,6 +17,20 @@ from graph.errors import OperationalError, settings_error_line
 DEFAULT_MODELS = ["qwen2.5-coder:7b", "gemma3:latest", "dolphin-llama3:latest", "llamacpp:smollm2"]
 
 
+def normalize_ollama_host(value: str) -> str:
+    """Accept what OLLAMA_HOST accepts: ``host``, ``host:port`` or a full URL; the URL with its port."""
+    host = value.strip() or "localhost"
+    if "://" not in host:
+        host = "http://" + host
+    scheme, rest = host.split("://", 1)
+    rest = rest.rstrip("/")
+    if rest.startswith("0.0.0.0"):
+        rest = "127.0.0.1" + rest[len("0.0.0.0") :]
+    if ":" not in rest.rsplit("]", 1)[-1]:
+        rest += ":11434"
+    return f"{scheme}://{rest}"
+
+
 class VoltSettings(BaseSettings):
     """Run configuration. Money is in USD; fractions are of 1 (0.25 = 25%)."""
 
@@ -47,12 +61,25 @@ class VoltSettings(BaseSettings):
         default="http://localhost:11434",
         validation_alias=AliasChoices("OLLAMA_HOST", "VOLT_OLLAMA_HOST"),
     )
+    ollama_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Several Ollama servers (comma-separated, each like OLLAMA_HOST), used by least "
+        "in-flight requests, then round-robin, each (host, model) behind its own breaker; empty = OLLAMA_HOST alone.",
+    )
     model_timeout_s: float = Field(default=60.0, gt=0, description="Per model call.")
     probe_timeout_s: float = Field(default=1.0, gt=0, description="Model-server reachability check.")
     max_tool_rounds: int = Field(default=2, ge=0, le=2)
     llm_cache: Path | None = Field(
         default=None, description="SQLite file caching model answers (memory/response_cache.py); unset = off."
     )
+    database_url: str | None = Field(
+        default=None, pattern=r"^(postgresql|postgres)://",
+        description="Shared state on PostgreSQL (postgresql://user:password@host:port/db): ledger, learning "
+        "store, checkpoints, portfolio locks; unset = the SQLite files in home.")
+    chroma_url: str | None = Field(
+        default=None, pattern=r"^https?://[^/\s]+/?$",
+        description="A `chroma run` server for the situation memory (http://host:port); unset = the "
+        "embedded directory $VOLT_HOME/chroma.")
 
     # operations: breakers, deadline, logs (memory/breakers.py, graph/logs.py, graph/health.py)
     breaker_fail_max: int = Field(default=3, ge=1, le=100, description="Failures in a row that open a breaker.")
@@ -135,7 +162,9 @@ class VoltSettings(BaseSettings):
 
     # self-learning loop
     learning: bool = Field(default=True, description="Off: frozen equal weights, no memory, no changes.")
-    horizon_days: int = Field(default=5, ge=1, le=60, description="Bars until a prediction resolves.")
+    # 10: the median position is held 10 trading days (mean 11.2) under the default plans
+    # (max_holding_days 20): predictions are scored on the horizon the P&L depends on.
+    horizon_days: int = Field(default=10, ge=1, le=60, description="Bars until a prediction resolves.")
     memory_k: int = Field(default=5, ge=1, le=50, description="Similar past situations recalled.")
     memory_max_distance: float = Field(default=2.0, gt=0, description="Squared L2 in feature space.")
     confidence_threshold: float = Field(default=0.3, ge=0, lt=1, description="Per agent, initial.")
@@ -155,8 +184,11 @@ class VoltSettings(BaseSettings):
     gate_min_blocks: int = Field(default=8, ge=2, le=520, description="Independent weeks before a gate "
                                  "or an AgentImprover change may act on an agent's hit rate.")
     gate_alpha: float = Field(default=0.05, gt=0, lt=0.5, description="One-sided significance level.")
+    # RL controller (nodes/rl_controller.py): a learned per-cycle size multiplier, clipped by the hard limits
+    rl_controller: bool = Field(default=False, description="On: the policy scales entry sizes (needs `make rl`).")
+    rl_policy: Path | None = Field(default=None, description="Policy file; default $VOLT_HOME/rl/policy.zip.")
 
-    @field_validator("watchlist", "models", mode="before")
+    @field_validator("watchlist", "models", "ollama_hosts", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):
@@ -168,28 +200,53 @@ class VoltSettings(BaseSettings):
     def _upper(cls, value: list[str]) -> list[str]:
         return [s.upper() for s in value]
 
+    @field_validator("ollama_hosts")
+    @classmethod
+    def _normalize_hosts(cls, value: list[str]) -> list[str]:
+        """Each host as OLLAMA_HOST is read; a host listed twice counts once."""
+        return list(dict.fromkeys(normalize_ollama_host(h) for h in value))
+
     @field_validator("ollama_host")
     @classmethod
     def _normalize_host(cls, value: str) -> str:
-        """Accept what OLLAMA_HOST accepts: ``host``, ``host:port`` or a full URL."""
-        host = value.strip() or "localhost"
-        if "://" not in host:
-            host = "http://" + host
-        scheme, rest = host.split("://", 1)
-        rest = rest.rstrip("/")
-        if rest.startswith("0.0.0.0"):
-            rest = "127.0.0.1" + rest[len("0.0.0.0") :]
-        if ":" not in rest.rsplit("]", 1)[-1]:
-            rest += ":11434"
-        return f"{scheme}://{rest}"
+        return normalize_ollama_host(value)
+
+    @property
+    def model_hosts(self) -> list[str]:
+        """The Ollama servers in use: ``ollama_hosts``, or ``ollama_host`` alone when it is empty."""
+        return list(self.ollama_hosts) or [self.ollama_host]
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        """Empty is unset; a URL that will be refused is shown without its password."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        if isinstance(value, str) and not value.startswith(("postgresql://", "postgres://")):
+            from memory.db import redact
+
+            return redact(value)
+        return value
 
     @property
     def ledger_path(self) -> Path:
+        """``home/volt.db``, or a ``memory.db.DatabaseURL`` when ``database_url`` is set."""
+        if self.database_url:
+            from memory.db import DatabaseURL
+
+            return DatabaseURL(self.database_url)
         return self.home / "volt.db"
 
     @property
     def checkpoint_path(self) -> Path:
+        """``home/checkpoints.db``, or the same database as the ledger when ``database_url`` is set."""
+        if self.database_url:
+            return self.ledger_path
         return self.home / "checkpoints.db"
+
+    @property
+    def rl_policy_path(self) -> Path:
+        return self.rl_policy if self.rl_policy is not None else self.home / "rl" / "policy.zip"
 
 
 def existing_home_settings(**overrides: object) -> VoltSettings:

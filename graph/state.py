@@ -37,6 +37,7 @@ class CycleState(TypedDict, total=False):
     alt_data: dict[str, dict]  # per candidate: news, sentiment, insider, analysts, forex
     market_context: dict[str, Any]  # index proxy, realized volatility, crypto; unavailable endpoints
     macro: dict | None  # MacroAgent's regime view
+    rl_multiplier: float  # the RL controller's entry size multiplier, clipped (1.0 when off)
     attempts: Annotated[dict[str, int], merge_dicts]  # cycle-level agents: next model index
     llm_calls: Annotated[int, operator.add]  # cycle-level agents' model calls
     portfolio_before: dict[str, Any]
@@ -70,6 +71,7 @@ class CandidateState(TypedDict, total=False):
     memory: dict[str, Any]  # similar past situations for this symbol
     alt: dict[str, Any]  # this symbol's alternative data (may be empty)
     regime: dict[str, Any]  # MacroAgent's regime and the position-cap scale it implies
+    rl_multiplier: float  # scales the requested size of entries and adds (nodes/rl_controller.py)
     sentiment: dict | None
     forex: dict | None
     attempts: Annotated[dict[str, int], merge_dicts]  # per agent: next model index

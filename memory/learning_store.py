@@ -1,7 +1,8 @@
 """The learning store: what every agent predicted, what happened, and what changed.
 
-Same SQLite file as the ledger (``volt.db``, schema migration 2). Every write is keyed so
-that a resumed cycle rewrites nothing twice (``INSERT OR IGNORE`` on stable ids).
+Same database as the ledger (``volt.db`` or ``VOLT_DATABASE_URL``, schema migration 2). Every
+write is keyed so that a resumed cycle rewrites nothing twice (``ON CONFLICT DO NOTHING`` on
+stable ids).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from memory.db import open_db
+from memory.db import DatabaseURL, as_target, begin_write, open_db
 from tools.error_handler import stored_message
 
 # every LLM agent has a versioned profile (model chain, threshold, timeout)
@@ -41,8 +42,8 @@ class AgentProfile:
 
 
 class LearningStore:
-    def __init__(self, path: Path):
-        self.path = Path(path)
+    def __init__(self, path: Path | DatabaseURL):
+        self.path = as_target(path)
 
     # predictions and outcomes ------------------------------------------------------------
     def record_predictions(self, rows: list[dict]) -> int:
@@ -50,12 +51,11 @@ class LearningStore:
                 "prompt_version", "symbol", "as_of", "action", "confidence", "signal", "features", "horizon",
                 "filled_qty", "fill_price")
         with open_db(self.path) as conn:
-            before = conn.total_changes
-            conn.executemany(
-                f"INSERT OR IGNORE INTO agent_predictions({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+            return conn.executemany(
+                f"INSERT INTO agent_predictions({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+                " ON CONFLICT DO NOTHING",
                 [tuple(json.dumps(r[c]) if c == "features" else r.get(c) for c in cols) for r in rows],
-            )
-            return conn.total_changes - before
+            ).rowcount
 
     def pending(self, portfolio: str, before: str, *,
                 made_before: Callable[[int], str | None] | None = None) -> list[dict]:
@@ -89,7 +89,7 @@ class LearningStore:
             updates,
         )
 
-    def resolved(self, portfolio: str, agent: str, *, limit: int = 20, since: str | None = None,
+    def resolved(self, portfolio: str, agent: str, *, limit: int | None = 20, since: str | None = None,
                  until: str | None = None) -> list[dict]:
         """Newest first: resolved predictions of ``agent`` made in [since, until)."""
         sql = "SELECT * FROM agent_predictions WHERE portfolio=? AND agent=? AND resolved=1"
@@ -100,8 +100,10 @@ class LearningStore:
         if until:
             sql += " AND as_of < ?"
             args.append(until)
-        sql += " ORDER BY as_of DESC, symbol LIMIT ?"
-        args.append(limit)
+        sql += " ORDER BY as_of DESC, symbol"
+        if limit is not None and limit >= 0:  # None or negative: all (PostgreSQL refuses LIMIT -1)
+            sql += " LIMIT ?"
+            args.append(limit)
         with open_db(self.path) as conn:
             return [_row(r) for r in conn.execute(sql, args)]
 
@@ -149,8 +151,8 @@ class LearningStore:
         """One row per error record; a record's ``count`` > 1 shows as ``" (×N)"`` in its message."""
         with open_db(self.path) as conn:
             conn.executemany(
-                "INSERT OR IGNORE INTO agent_errors(error_id, portfolio, cycle_id, agent, symbol, model, category,"
-                " message, recovery_action, resolved) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO agent_errors(error_id, portfolio, cycle_id, agent, symbol, model, category,"
+                " message, recovery_action, resolved) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                 [(f"{cycle_id}:{i}", portfolio, cycle_id, e.get("agent", "data"), e.get("symbol"), e.get("model"),
                   e["category"], stored_message(e), e.get("recovery", "symbol skipped this cycle"), 1)
                  for i, e in enumerate(errors)],
@@ -178,7 +180,7 @@ class LearningStore:
     def record_consensus(self, rows: list[dict]) -> None:
         with open_db(self.path) as conn:
             conn.executemany(
-                "INSERT OR IGNORE INTO consensus_records VALUES (?,?,?,?,?,?,?,?)",
+                "INSERT INTO consensus_records VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                 [(r["record_id"], r["portfolio"], r["as_of"], r["symbol"], json.dumps(r["proposal"]),
                   json.dumps(r["votes"]), json.dumps(r["weights"]), r["result"]) for r in rows],
             )
@@ -186,8 +188,9 @@ class LearningStore:
     def record_trades(self, rows: list[dict]) -> None:
         with open_db(self.path) as conn:
             conn.executemany(
-                "INSERT OR IGNORE INTO trade_outcomes VALUES (:trade_id, :portfolio, :symbol, :action, :entry_price,"
-                " :exit_price, :qty, :pnl, :duration_days, :opened, :closed, :market_condition, :errors)",
+                "INSERT INTO trade_outcomes VALUES (:trade_id, :portfolio, :symbol, :action, :entry_price,"
+                " :exit_price, :qty, :pnl, :duration_days, :opened, :closed, :market_condition, :errors)"
+                " ON CONFLICT DO NOTHING",
                 [{**r, "errors": json.dumps(r["errors"])} for r in rows],
             )
 
@@ -201,7 +204,8 @@ class LearningStore:
     def record_weight_history(self, portfolio: str, as_of: str, weights: dict[str, float],
                               counts: dict[str, int], conn=None) -> None:
         rows = [(portfolio, a, as_of, w, counts.get(a, 0)) for a, w in weights.items()]
-        sql = "INSERT OR REPLACE INTO weight_history VALUES (?,?,?,?,?)"
+        sql = ("INSERT INTO weight_history VALUES (?,?,?,?,?) ON CONFLICT(portfolio, agent, as_of)"
+               " DO UPDATE SET weight=excluded.weight, resolved_count=excluded.resolved_count")
         if conn is not None:
             conn.executemany(sql, rows)
             return
@@ -234,7 +238,7 @@ class LearningStore:
                                profile.confidence_threshold, profile.timeout_s, profile.prompt_version, reason)
         setattr(updated, target, new)
         with open_db(self.path) as conn:
-            conn.execute("BEGIN IMMEDIATE")
+            begin_write(conn, portfolio)
             conn.execute(
                 "INSERT INTO agent_profiles(portfolio, agent, version, model_chain, confidence_threshold, timeout_s,"
                 " prompt_version, reason) VALUES (?,?,?,?,?,?,?,?)",

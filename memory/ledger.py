@@ -1,8 +1,9 @@
-"""The paper ledger: portfolios, positions, orders, fills and completed cycles in SQLite.
+"""The paper ledger: portfolios, positions, orders, fills and completed cycles (SQLite or PostgreSQL).
 
 Fills are idempotent per order id (``portfolio:as_of:symbol``): :meth:`Ledger.record_fill`
-checks and writes inside one ``BEGIN IMMEDIATE`` transaction, so a cycle resumed after a
-crash finds its earlier fill instead of filling twice.
+checks and writes inside one ``BEGIN IMMEDIATE`` transaction (on PostgreSQL: a transaction
+holding the portfolio's write lock, memory/pg.py), so a cycle resumed after a crash, or a
+second worker racing on the same order, finds the earlier fill instead of filling twice.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from memory.db import open_db
+from memory.db import DatabaseURL, as_target, begin_write, open_db
 from memory.plans_store import PlanStore
+from tools.market.corporate_actions import due_splits, split_applies, split_position
 from tools.portfolio import Account, Position, apply_fill
 
 
@@ -40,13 +42,13 @@ class FillRecord:
 
 
 class Ledger(PlanStore):
-    def __init__(self, path: Path):
-        self.path = Path(path)  # opened (and migrated) on first use
+    def __init__(self, path: Path | DatabaseURL):
+        self.path = as_target(path)  # opened (and migrated) on first use
 
     def ensure_portfolio(self, portfolio: str, starting_cash: float) -> None:
         with open_db(self.path) as conn:
             conn.execute(
-                "INSERT OR IGNORE INTO portfolios(id, starting_cash, cash, peak_equity) VALUES (?,?,?,?)",
+                "INSERT INTO portfolios(id, starting_cash, cash, peak_equity) VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
                 (portfolio, starting_cash, starting_cash, starting_cash),
             )
 
@@ -92,7 +94,7 @@ class Ledger(PlanStore):
         oid = order_id(portfolio, as_of, symbol) + (f":{suffix}" if suffix else "")
         # open_db rolls back a transaction left open by an exception
         with open_db(self.path) as conn:
-            conn.execute("BEGIN IMMEDIATE")
+            begin_write(conn, portfolio)
             existing = conn.execute("SELECT * FROM fills WHERE order_id=?", (oid,)).fetchone()
             if existing is not None:
                 conn.execute("ROLLBACK")
@@ -148,37 +150,29 @@ class Ledger(PlanStore):
         by the ratio and divides ``avg_cost`` by it, so the position's cost and market value
         are unchanged (no fake P&L). One transaction; returns the actions applied now.
         """
-        until = _day(upto)
         with open_db(self.path) as conn:
             held = {r["symbol"] for r in conn.execute("SELECT symbol FROM positions WHERE portfolio=?", (portfolio,))}
-            due = sorted(
-                (symbol, _day(split.ex_date), float(split.ratio))
-                for symbol in held
-                for split in splits.get(symbol, ())
-                if _day(split.ex_date) <= until
-            )
+            due = due_splits(held, splits, upto)
             if not due:  # the usual case: no I/O beyond one read
                 return []
             applied: list[dict] = []
-            conn.execute("BEGIN IMMEDIATE")
+            begin_write(conn, portfolio)
             for symbol, ex_date, ratio in due:
-                if not (math.isfinite(ratio) and ratio > 0):
-                    continue  # untrusted input: never scale a position by a nonsense ratio
                 done = conn.execute("SELECT 1 FROM corporate_actions WHERE portfolio=? AND symbol=? AND ex_date=?",
                                     (portfolio, symbol, ex_date)).fetchone()
                 if done is not None:
                     continue
                 last_fill = conn.execute("SELECT MAX(fill_date) FROM fills WHERE portfolio=? AND symbol=?",
                                          (portfolio, symbol)).fetchone()[0]
-                if last_fill is not None and last_fill >= ex_date:
+                if not split_applies(ratio, ex_date, last_fill):
                     continue
                 pos = conn.execute("SELECT qty, avg_cost FROM positions WHERE portfolio=? AND symbol=?",
                                    (portfolio, symbol)).fetchone()
                 if pos is None:
                     continue
-                qty_after = pos["qty"] * ratio
+                qty_after, avg_cost_after = split_position(pos["qty"], pos["avg_cost"], ratio)
                 conn.execute("UPDATE positions SET qty=?, avg_cost=? WHERE portfolio=? AND symbol=?",
-                             (qty_after, pos["avg_cost"] / ratio, portfolio, symbol))
+                             (qty_after, avg_cost_after, portfolio, symbol))
                 conn.execute("INSERT INTO corporate_actions(portfolio, symbol, ex_date, ratio, qty_before, qty_after)"
                              " VALUES (?,?,?,?,?,?)", (portfolio, symbol, ex_date, ratio, pos["qty"], qty_after))
                 applied.append({"symbol": symbol, "ex_date": ex_date, "ratio": ratio,
@@ -234,17 +228,12 @@ class Ledger(PlanStore):
             raise ValueError(f"refusing to record equity {equity!r} (cash {cash!r}) for {portfolio} {as_of}")
         with open_db(self.path) as conn:
             conn.execute(
-                "INSERT OR IGNORE INTO cycles(portfolio, as_of, equity, cash, reward) VALUES (?,?,?,?,?)",
+                "INSERT INTO cycles(portfolio, as_of, equity, cash, reward) VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
                 (portfolio, as_of, equity, cash, reward),
             )
             conn.execute(
-                "UPDATE portfolios SET peak_equity=MAX(peak_equity, ?) WHERE id=?", (equity, portfolio)
+                "UPDATE portfolios SET peak_equity=? WHERE id=? AND peak_equity < ?", (equity, portfolio, equity)
             )
-
-
-def _day(value: object) -> str:
-    """``YYYY-MM-DD`` of a day given as that string or as a date/Timestamp."""
-    return value[:10] if isinstance(value, str) else f"{value:%Y-%m-%d}"
 
 
 def _fill_from_row(row) -> FillRecord:

@@ -1,4 +1,4 @@
-"""AgentMessage: every inter-agent exchange, stored in SQLite so a cycle can be audited."""
+"""AgentMessage: every inter-agent exchange, stored in the ledger database so a cycle can be audited."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from memory.db import open_db
+from memory.db import DatabaseURL, as_target, open_db
 
 
 class MessageType(StrEnum):
@@ -57,7 +57,7 @@ def stable_ids(cycle_id: str, messages: list[dict]) -> list[dict]:
     (recipient, type, priority, payload; not the timestamp), with a counter for identical
     messages. A node that runs again after a crash (LangGraph re-runs the node whose
     checkpoint was not written) makes new messages with new random ids; with these ids
-    ``INSERT OR IGNORE`` stores each message exactly once. Order-independent: candidates
+    ``ON CONFLICT DO NOTHING`` stores each message exactly once. Order-independent: candidates
     run in parallel, so their messages may arrive in any order."""
     seen: dict[str, int] = {}
     out = []
@@ -72,8 +72,8 @@ def stable_ids(cycle_id: str, messages: list[dict]) -> list[dict]:
 
 
 class MessageLog:
-    def __init__(self, path: Path):
-        self.path = Path(path)
+    def __init__(self, path: Path | DatabaseURL):
+        self.path = as_target(path)
 
     def write(self, cycle_id: str, messages: list[dict]) -> int:
         """Store messages; a message id already stored is skipped (safe on resume when the
@@ -84,9 +84,8 @@ class MessageLog:
             rows.append((m.message_id, cycle_id, m.timestamp, m.from_agent, m.to_agent,
                          m.message_type.value, m.priority.value, json.dumps(m.payload, default=str)))
         with open_db(self.path) as conn:
-            before = conn.total_changes
-            conn.executemany("INSERT OR IGNORE INTO agent_messages VALUES (?,?,?,?,?,?,?,?)", rows)
-            return conn.total_changes - before
+            return conn.executemany("INSERT INTO agent_messages VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+                                    rows).rowcount
 
     def for_cycle(self, cycle_id: str) -> list[AgentMessage]:
         with open_db(self.path) as conn:

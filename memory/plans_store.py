@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from memory.db import open_db
+from memory.db import begin_write, open_db
+from tools.trading.plans import merge_add
 
 
 class PlanStore:
@@ -30,23 +31,20 @@ class PlanStore:
         plan (the stop only tightens; the opening day and horizon stay, so adding never
         extends a trade's life). Returns the plan id."""
         with open_db(self.path) as conn:
-            conn.execute("BEGIN IMMEDIATE")
+            begin_write(conn, portfolio)
             row = conn.execute("SELECT plan_id, plan FROM position_plans WHERE portfolio=? AND symbol=?"
                                " AND status='open'", (portfolio, symbol)).fetchone()
             if row is None:
                 plan_id = f"{portfolio}:{symbol}:{plan['opened']}"
-                conn.execute("INSERT OR IGNORE INTO position_plans(plan_id, portfolio, symbol, opened, plan)"
-                             " VALUES (?,?,?,?,?)", (plan_id, portfolio, symbol, plan["opened"], json.dumps(plan)))
+                conn.execute("INSERT INTO position_plans(plan_id, portfolio, symbol, opened, plan)"
+                             " VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING", (plan_id, portfolio, symbol, plan["opened"], json.dumps(plan)))
                 self._event(conn, plan_id, portfolio, symbol, as_of, "entry", {"plan": plan, "fill": fill})
             else:
                 plan_id, current = row["plan_id"], json.loads(row["plan"])
                 done = conn.execute("SELECT 1 FROM position_events WHERE plan_id=? AND as_of=? AND kind='add'",
                                     (plan_id, as_of)).fetchone()
                 if done is None:
-                    merged = dict(current)
-                    new, old, d = plan.get("stop"), current.get("stop"), current.get("direction", 1)
-                    if new is not None and (old is None or d * (new - old) > 0):
-                        merged["stop"] = new
+                    merged = merge_add(current, plan)
                     conn.execute("UPDATE position_plans SET plan=? WHERE plan_id=?", (json.dumps(merged), plan_id))
                     self._event(conn, plan_id, portfolio, symbol, as_of, "add",
                                 {"fill": fill, "stop": merged.get("stop")})
@@ -58,7 +56,7 @@ class PlanStore:
         """Store a plan's new state (a moved trailing anchor, a tightened stop), with an
         event when ``kind`` is given."""
         with open_db(self.path) as conn:
-            conn.execute("BEGIN IMMEDIATE")
+            begin_write(conn, plan_id.split(":", 1)[0])  # plan ids are portfolio:symbol:opened
             row = conn.execute("SELECT portfolio, symbol FROM position_plans WHERE plan_id=? AND status='open'",
                                (plan_id,)).fetchone()
             if row is not None:
@@ -83,7 +81,7 @@ class PlanStore:
         """Close the symbol's open plan (exit ``kind``: stop, target, time, exit_review, ...);
         a no-op when none is open. Returns the plan id closed."""
         with open_db(self.path) as conn:
-            conn.execute("BEGIN IMMEDIATE")
+            begin_write(conn, portfolio)
             row = conn.execute("SELECT plan_id FROM position_plans WHERE portfolio=? AND symbol=? AND status='open'",
                                (portfolio, symbol)).fetchone()
             if row is None:
@@ -113,8 +111,8 @@ class PlanStore:
 
     @staticmethod
     def _event(conn, plan_id: str, portfolio: str, symbol: str, as_of: str, kind: str, detail: dict) -> None:
-        conn.execute("INSERT OR IGNORE INTO position_events(plan_id, portfolio, symbol, as_of, kind, detail)"
-                     " VALUES (?,?,?,?,?,?)", (plan_id, portfolio, symbol, as_of, kind, json.dumps(detail, default=str)))
+        conn.execute("INSERT INTO position_events(plan_id, portfolio, symbol, as_of, kind, detail)"
+                     " VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING", (plan_id, portfolio, symbol, as_of, kind, json.dumps(detail, default=str)))
 
     # ------------------------------------------------------------------ protections
 
@@ -122,7 +120,7 @@ class PlanStore:
         """The protections' state decided for a cycle; True when newly recorded (a resumed
         cycle keeps the first record, so an alert on a new halt is raised once)."""
         with open_db(self.path) as conn:
-            cur = conn.execute("INSERT OR IGNORE INTO cycle_protections(portfolio, as_of, state) VALUES (?,?,?)",
+            cur = conn.execute("INSERT INTO cycle_protections(portfolio, as_of, state) VALUES (?,?,?) ON CONFLICT DO NOTHING",
                                (portfolio, as_of, json.dumps(state, default=str)))
             return cur.rowcount > 0
 

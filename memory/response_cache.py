@@ -20,7 +20,10 @@ and stores its answer (a failed call stores nothing). Counters (hits, model call
 tokens) are kept per process for reports.
 
 Enabled by ``VoltSettings.llm_cache`` (a file path; unset = off): ``nodes.agent_node.chat_model``
-wraps every chat model it hands out with :func:`with_response_cache`.
+wraps every chat model it hands out with :func:`with_response_cache`. With ``VOLT_DATABASE_URL``
+set, the enabled cache lives in that PostgreSQL database instead (table ``responses``,
+:func:`cache_target`), shared by every process and machine using it: a prompt answered once
+is not asked again anywhere.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import message_to_dict, messages_from_dict
 from langchain_core.outputs import ChatGeneration, Generation
+
+from memory.db import DatabaseURL, as_target, require_postgres
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -72,18 +77,23 @@ class CacheStats:
 
 
 class ResponseStore:
-    """One SQLite file, shared by threads (one connection, a lock) and processes (WAL)."""
+    """One SQLite file, shared by threads (one connection, a lock) and processes (WAL); or a
+    PostgreSQL database (a :class:`~memory.db.DatabaseURL`), shared by every process using it."""
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path | DatabaseURL):
+        self.path = as_target(path)
         self._lock = threading.Lock()
+        self.stats = CacheStats()
+        if isinstance(self.path, DatabaseURL):
+            require_postgres(self.path)
+            self._conn = _pg_connection(self.path)
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False,
                                      isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute(SCHEMA)
-        self.stats = CacheStats()
 
     def snapshot(self) -> CacheStats:
         with self._lock:
@@ -102,7 +112,8 @@ class ResponseStore:
         payload = _dumps(generations)
         usage = [u for g in generations if (u := _usage(g))]
         with self._lock:
-            self._conn.execute("INSERT OR REPLACE INTO responses(key, namespace, generations) VALUES (?,?,?)",
+            self._conn.execute("INSERT INTO responses(key, namespace, generations) VALUES (?,?,?) ON CONFLICT(key)"
+                               " DO UPDATE SET namespace=excluded.namespace, generations=excluded.generations",
                                (key, namespace, payload))
             self.stats.stored += 1
             if usage:
@@ -142,6 +153,23 @@ class ResponseCache(BaseCache):
 
     def clear(self, **kwargs: Any) -> None:
         self.store.clear()
+
+
+def _pg_connection(url: DatabaseURL):
+    """A connection of the store's own (autocommit), its table created once under an
+    advisory lock (two processes creating it at once would collide)."""
+    from memory.pg import PgConnection, advisory_key, connect, storage_error
+    from memory.schema_pg import NOW_UTC
+
+    try:
+        conn = PgConnection(connect(url), url)
+        conn.execute("BEGIN")
+        conn.execute("SELECT pg_advisory_xact_lock(?)", (advisory_key("volt:responses"),))
+        conn.raw.execute(SCHEMA.replace("(strftime('%Y-%m-%dT%H:%M:%fZ','now'))", NOW_UTC))
+        conn.execute("COMMIT")
+    except Exception as exc:
+        raise (storage_error(exc, url) or exc) from None
+    return conn
 
 
 def _dumps(generations: RETURN_VAL_TYPE) -> str:
@@ -200,18 +228,34 @@ _LOCK = threading.Lock()
 MAX_WRAPPED = 256
 
 
-def open_store(path: Path | str) -> ResponseStore:
-    """The process-wide store for ``path`` (one connection and one set of counters per file)."""
-    key = str(Path(path).expanduser().resolve())
+def _key(path: Path | str | DatabaseURL) -> str:
+    target = as_target(path)
+    return target.url if isinstance(target, DatabaseURL) else str(target.expanduser().resolve())
+
+
+def open_store(path: Path | str | DatabaseURL) -> ResponseStore:
+    """The process-wide store for ``path`` (one connection and one set of counters per file
+    or database URL)."""
+    key = _key(path)
     with _LOCK:
         store = _STORES.get(key)
         if store is None:
-            store = _STORES[key] = ResponseStore(Path(key))
+            target = as_target(path)
+            store = _STORES[key] = ResponseStore(target if isinstance(target, DatabaseURL) else Path(key))
         return store
 
 
-def close_store(path: Path | str) -> None:
-    key = str(Path(path).expanduser().resolve())
+def cache_target(settings: Any) -> Path | DatabaseURL | None:
+    """Where ``settings``' response cache lives: None when off (``llm_cache`` unset), the
+    database of ``database_url`` when that is set (shared by every worker), else the file."""
+    path = getattr(settings, "llm_cache", None)
+    if not path:
+        return None
+    return settings.ledger_path if getattr(settings, "database_url", None) else path
+
+
+def close_store(path: Path | str | DatabaseURL) -> None:
+    key = _key(path)
     with _LOCK:
         store = _STORES.pop(key, None)
         for k in [k for k in _WRAPPED if k[1] == key]:
@@ -223,11 +267,11 @@ def close_store(path: Path | str) -> None:
 def with_response_cache(model: Any, spec: str, settings: Any) -> Any:
     """``model`` with the response cache of ``settings.llm_cache`` attached (a shallow copy,
     made once per model and file), or ``model`` itself when the cache is off."""
-    path = getattr(settings, "llm_cache", None)
+    path = cache_target(settings)
     if not path or not isinstance(model, BaseChatModel):
         return model
     store = open_store(path)
-    key = (id(model), str(store.path), spec)
+    key = (id(model), _key(store.path), spec)
     with _LOCK:
         hit = _WRAPPED.get(key)
         if hit is not None and hit[0] is model:

@@ -3,7 +3,14 @@
 A situation document's text is the canonical JSON of its features
 (:mod:`tools.situation_features`); :class:`SituationEmbeddings` maps it to the feature
 vector. That embedding is deterministic and offline: Chroma's default embedding would
-download a model at run time. One collection per portfolio under ``$VOLT_HOME/chroma``.
+download a model at run time. One collection per portfolio under ``$VOLT_HOME/chroma``, or,
+with ``url`` (``VOLT_CHROMA_URL``, e.g. ``http://chroma.lan:8000``), on a ``chroma run``
+server that several workers share (chromadb's HTTP client; the same collection names).
+
+A server that cannot be reached when a cycle opens its memory is one warning line and a
+cycle without recall (:class:`UnreachableMemory`); the next cycle that reaches it stores the
+missing situations from the learning store. A server lost in the middle of a cycle is a
+one-line :class:`StorageError` naming its URL, as a memory damaged mid-cycle is.
 
 Point-in-time by construction: a situation is stored only once its outcome is resolved,
 which only reads bars up to the resolving cycle's day, and cycles only move forward.
@@ -18,15 +25,17 @@ import threading
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from langchain_core.embeddings import Embeddings
 
 from graph.errors import StorageError
-from memory.storage import DAMAGED, ensure_dir, move_aside, storage_error
+from memory.storage import DAMAGED, UNAVAILABLE, ensure_dir, move_aside, storage_error
 from tools.situation_features import FEATURES, as_vector
 
 DEFAULT_MAX_DISTANCE = 2.0  # squared L2 in feature space; farther is "not similar"
 MEMORY_AGENT = "strategy_agent"  # the calls whose situations the memory keeps
+SERVER_TIMEOUT_S = 30.0  # per request to a Chroma server (chromadb's own default is no timeout)
 _clients: dict[str, tuple[object, tuple | None]] = {}
 _clients_lock = threading.RLock()
 _memories: dict[tuple[str, str], SituationMemory] = {}
@@ -89,6 +98,36 @@ def _client(path: Path):
         return client
 
 
+def _server_client(url: str):
+    """One chromadb HTTP client per server URL for the whole process. Creating it asks the
+    server for its version, so an unreachable server fails here."""
+    import chromadb  # deferred: heavy import
+    import httpx
+    from chromadb.config import Settings
+
+    with _clients_lock:
+        cached = _clients.get(url)
+        if cached is not None:
+            return cached[0]
+        parts = urlsplit(url)
+        ssl = parts.scheme == "https"
+        client = chromadb.HttpClient(host=parts.hostname or "localhost", port=parts.port or (443 if ssl else 8000),
+                                     ssl=ssl, settings=Settings(anonymized_telemetry=False))
+        session = getattr(getattr(client, "_server", None), "_session", None)
+        if isinstance(session, httpx.Client):  # a hung server: a bounded wait, then one line
+            session.timeout = httpx.Timeout(SERVER_TIMEOUT_S)
+        _clients[url] = (client, None)
+        return client
+
+
+def _server_failed(url: str, exc: BaseException) -> StorageError:
+    """A Chroma server that did not answer (refused, timed out, an error reply) as one line."""
+    detail = (str(exc).splitlines() or [""])[0][:160] or type(exc).__name__
+    return StorageError(f"situation memory server {url} failed ({type(exc).__name__}: {detail}): check that "
+                        "`chroma run` is up there, or unset VOLT_CHROMA_URL for the local directory; run again",
+                        path=url, kind=UNAVAILABLE)
+
+
 def _forget(key: str) -> None:
     """Drop this process's client of a directory, and chromadb's own cached system for it
     (chromadb keeps one per path: without this a new client would reuse the old one).
@@ -109,13 +148,16 @@ def _forget(key: str) -> None:
 
 
 class SituationMemory:
-    def __init__(self, home: Path, portfolio: str):
+    """One portfolio's collection: in ``home/chroma``, or on the Chroma server at ``url``."""
+
+    def __init__(self, home: Path, portfolio: str, url: str | None = None):
         from langchain_chroma import Chroma
 
         name = "situations-" + re.sub(r"[^A-Za-z0-9._-]", "-", portfolio)
         name = name[:500].rstrip("-_.") or "situations-main"
         self.directory = Path(home) / "chroma"
-        client = _client(self.directory)
+        self.url = url
+        client = _server_client(url) if url else _client(self.directory)
         self.client = client
         self.probed = False
         self.store = Chroma(
@@ -152,6 +194,8 @@ class SituationMemory:
     def _failed(self, exc: Exception) -> StorageError:
         """A chromadb failure in the middle of a cycle, as one line. Damage found here is
         rebuilt by the next run's check (:func:`open_memory`)."""
+        if self.url:
+            return _server_failed(self.url, exc)
         error = storage_error(exc, self.directory)
         if error is not None and error.kind != DAMAGED:
             return error
@@ -160,7 +204,12 @@ class SituationMemory:
                             "is rebuilt from the learning store)", path=self.directory, kind=DAMAGED)
 
     def count(self) -> int:
-        return self.collection.count()
+        try:
+            return self.collection.count()
+        except Exception as exc:  # a server gone: one line naming it (a local error stays as it was)
+            if self.url:
+                raise _server_failed(self.url, exc) from exc
+            raise
 
     def probe(self) -> int:
         """The count, after reading the index once per process (a damaged index fails here,
@@ -200,14 +249,37 @@ class SituationMemory:
         return out
 
 
-def memory_for(home: Path, portfolio: str) -> SituationMemory:
-    """One wrapper per data directory and portfolio for the whole process (building one
-    costs about 0.2 s: a collection lookup and the langchain-chroma setup)."""
-    key = (str(Path(home).resolve()), portfolio)
+class UnreachableMemory:
+    """The memory of a cycle that could not reach its Chroma server: it stores and recalls
+    nothing. Nothing is lost: the situations stay in the learning store, and the next cycle
+    that reaches the server finds them missing there and stores them (:func:`open_memory`)."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def add(self, situations: list[dict]) -> int:
+        return 0
+
+    def count(self) -> int:
+        return 0
+
+    def similar(self, features: dict[str, float], *, before: str, k: int = 5,
+                max_distance: float = DEFAULT_MAX_DISTANCE) -> list[Neighbour]:
+        return []
+
+    def similar_many(self, situations: list[dict[str, float]], *, before: str, k: int = 5,
+                     max_distance: float = DEFAULT_MAX_DISTANCE) -> list[list[Neighbour]]:
+        return [[] for _ in situations]
+
+
+def memory_for(home: Path, portfolio: str, url: str | None = None) -> SituationMemory:
+    """One wrapper per data directory (or server ``url``) and portfolio for the whole process
+    (building one costs about 0.2 s: a collection lookup and the langchain-chroma setup)."""
+    key = (url or str(Path(home).resolve()), portfolio)
     with _clients_lock:
         found = _memories.get(key)
-    if found is None or found.client is not _client(Path(home) / "chroma"):
-        found = SituationMemory(home, portfolio)
+    if found is None or found.client is not (_server_client(url) if url else _client(Path(home) / "chroma")):
+        found = SituationMemory(home, portfolio, url)
         with _clients_lock:
             _memories[key] = found
     return found
@@ -221,12 +293,12 @@ def situation_from_prediction(p: dict) -> dict:
             "action": p["action"], "realized_return": p["realized_return"], "hit": p["hit"], "lesson": p["lesson"]}
 
 
-def rebuild(home: Path, portfolio: str, store) -> int:
+def rebuild(home: Path, portfolio: str, store, url: str | None = None) -> int:
     """Store every resolved ``MEMORY_AGENT`` prediction of ``portfolio`` from the learning
     store ``store`` (a :class:`~memory.learning_store.LearningStore`) in the situation
     memory; returns how many. Idempotent: ids are prediction ids, the same id overwrites."""
-    memory = memory_for(home, portfolio)
-    rows = store.resolved(portfolio, MEMORY_AGENT, limit=-1)  # SQLite: LIMIT -1 is no limit
+    memory = memory_for(home, portfolio, url)
+    rows = store.resolved(portfolio, MEMORY_AGENT, limit=None)
     for start in range(0, len(rows), 1000):  # chromadb caps the size of one batch
         memory.add([situation_from_prediction(r) for r in rows[start:start + 1000]])
     return len(rows)
@@ -253,15 +325,38 @@ def _set_aside(directory: Path) -> Path:
     return move_aside(directory)
 
 
-def open_memory(home: Path, portfolio: str, store) -> tuple[SituationMemory, str | None]:
+def _server_health(url: str, home: Path, portfolio: str) -> tuple[int, str | None]:
+    """:func:`_health` on a Chroma server: (situations stored, why it cannot be used or None)."""
+    try:
+        return memory_for(home, portfolio, url).probe(), None
+    except Exception as exc:  # refused, timed out, an error reply: the server is not usable now
+        return 0, f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:160]}"
+
+
+def open_memory(home: Path, portfolio: str, store,
+                url: str | None = None) -> tuple[SituationMemory | UnreachableMemory, str | None]:
     """The portfolio's situation memory, checked against the learning store: (memory, warning).
 
     A damaged memory directory (chromadb cannot read it, or a file where the directory
     should be) is moved aside to ``chroma.damaged-<timestamp>`` and rebuilt; a memory that
     holds fewer situations than the store has resolved (deleted, or restored from an older
-    copy) is rebuilt in place. ``warning`` says which, in one line; None when all is well."""
+    copy) is rebuilt in place. ``warning`` says which, in one line; None when all is well.
+    With a server ``url`` that cannot be reached: an :class:`UnreachableMemory` and the
+    warning naming the URL (the cycle goes on without recall)."""
     directory = Path(home) / "chroma"
     expected = store.resolved_count(portfolio, MEMORY_AGENT)
+    if url:
+        have, problem = _server_health(url, home, portfolio)
+        if problem is not None:
+            return UnreachableMemory(url), (
+                f"situation memory server {url} unreachable ({problem}): this cycle recalls no similar "
+                "situations; the next one that reaches the server stores the missing ones")
+        if have < expected:
+            n = rebuild(home, portfolio, store, url)
+            return memory_for(home, portfolio, url), (
+                f"situation memory server {url} is missing {expected - have} of {expected} situations of "
+                f"{portfolio}: stored {n} from the learning store")
+        return memory_for(home, portfolio, url), None
     have, problem = _health(home, portfolio)
     if problem is not None:
         aside = _set_aside(directory)
@@ -277,11 +372,22 @@ def open_memory(home: Path, portfolio: str, store) -> tuple[SituationMemory, str
     return memory_for(home, portfolio), None
 
 
-def rebuild_memory(home: Path, portfolio: str, store) -> tuple[int, str | None]:
+def rebuild_memory(home: Path, portfolio: str, store, url: str | None = None) -> tuple[int, str | None]:
     """Rebuild the portfolio's situation memory from scratch from the learning store:
     (situations stored, warning). The old collection is dropped; a damaged directory is
     moved aside first (the warning says so). Other portfolios' collections are kept unless
-    the directory was damaged (then they are rebuilt on their next cycle)."""
+    the directory was damaged (then they are rebuilt on their next cycle). On a server
+    ``url``: its collection is dropped and refilled (one-line :class:`StorageError` when the
+    server cannot be reached)."""
+    if url:
+        try:
+            memory = memory_for(home, portfolio, url)
+            memory.client.delete_collection(memory.collection.name)
+        except Exception as exc:
+            raise _server_failed(url, exc) from exc
+        with _clients_lock:
+            _memories.pop((url, portfolio), None)
+        return rebuild(home, portfolio, store, url), None
     directory = Path(home) / "chroma"
     _have, problem = _health(home, portfolio)
     note = None

@@ -32,53 +32,18 @@ from graph.context import VoltContext
 from graph.state import CandidateState
 from memory.message_log import MessageType, message
 from nodes.strategy_agent import coherence
+from tools.trading.consensus import (  # noqa: F401  (re-exported: the models live in tools)
+    CONSENSUS_MODELS,
+    confidence_weighted_vote,
+    majority_vote,
+    unanimous_vote,
+    weighted_vote,
+)
 
 VOTERS = ("market_agent", "strategy_agent", "sentiment_agent", "forex_agent")
 _RESULT_KEY = {"market_agent": "market", "strategy_agent": "strategy", "sentiment_agent": "sentiment",
                "forex_agent": "forex"}
 DIRECTION = {"BULLISH": 1.0, "BEARISH": -1.0, "NEUTRAL": 0.0, "BUY": 1.0, "SELL": -1.0, "HOLD": 0.0}
-
-
-def _side(score: float, threshold: float) -> str:
-    return "BUY" if score >= threshold else "SELL" if score <= -threshold else "HOLD"
-
-
-def weighted_vote(votes: dict[str, float], weights: dict[str, float], threshold: float) -> tuple[str, float]:
-    total = sum(weights[a] for a in votes)
-    score = sum(weights[a] * v for a, v in votes.items()) / total if total > 0 else 0.0
-    return _side(score, threshold), score
-
-
-def majority_vote(votes: dict[str, float], weights: dict[str, float], threshold: float) -> tuple[str, float]:
-    """Weights and the threshold do not count here (thresholds already zeroed weak calls)."""
-    if not votes:
-        return "HOLD", 0.0
-    buys, sells = sum(v > 0 for v in votes.values()), sum(v < 0 for v in votes.values())
-    half = len(votes) / 2
-    action = "BUY" if buys > half else "SELL" if sells > half else "HOLD"
-    return action, (buys - sells) / len(votes)
-
-
-def unanimous_vote(votes: dict[str, float], weights: dict[str, float], threshold: float) -> tuple[str, float]:
-    if not votes:
-        return "HOLD", 0.0
-    score = sum(votes.values()) / len(votes)
-    if all(v >= threshold for v in votes.values()):
-        return "BUY", score
-    if all(v <= -threshold for v in votes.values()):
-        return "SELL", score
-    return "HOLD", score
-
-
-def confidence_weighted_vote(votes: dict[str, float], weights: dict[str, float],
-                             threshold: float) -> tuple[str, float]:
-    total = sum(weights[a] * abs(v) for a, v in votes.items())
-    score = sum(weights[a] * abs(v) * v for a, v in votes.items()) / total if total > 0 else 0.0
-    return _side(score, threshold), score
-
-
-CONSENSUS_MODELS = {"weighted": weighted_vote, "majority": majority_vote, "unanimous": unanimous_vote,
-                    "confidence_weighted": confidence_weighted_vote}
 
 
 def consensus(state: CandidateState, runtime: Runtime[VoltContext]) -> dict:

@@ -49,12 +49,20 @@ from graph.state import CycleState
 from memory.ledger import FillRecord, Ledger, order_id
 from memory.message_log import MessageType, Priority, message
 from nodes.trading_plans import FAILURE_PREFIXES, new_plan, plan_exits
-from tools.broker import fee, fill_day_marks, fill_price, quote_within_band, slippage_fraction
+from tools.broker import fill_day_marks, quote_within_band
 from tools.data_source import market_dataset
 from tools.error_handler import unfilled_order_record
 from tools.market_data import MarketDataset
 from tools.portfolio import DUST_QTY, Account
-from tools.trading.plans import Plan, tighten
+from tools.trading.fills import (
+    BrokerRules,
+    dust_fill,
+    is_dust,
+    opens_position,
+    order_blocked,
+    order_fill,
+)
+from tools.trading.plans import Plan, in_plan_units, tighten
 
 
 def cycle_fill_day(dataset: MarketDataset, as_of: pd.Timestamp, live: bool) -> pd.Timestamp | None:
@@ -132,6 +140,7 @@ def execution_agent(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
     marks = broker_marks(dataset, sorted({*account_now.positions, *(d["symbol"] for d in approved)}),
                          as_of, fill_on)
     messages, errors = [], []
+    rules = BrokerRules.from_settings(settings)
     for decision in approved:
         order, symbol = decision["order"], decision["symbol"]
         snapshot = snapshots[symbol]
@@ -141,13 +150,9 @@ def execution_agent(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
         def make_fill(account: Account, order=order, symbol=symbol, snapshot=snapshot, started=started, kind=kind):
             side, ordered = order["side"], float(order["qty"])
             held = account.positions[symbol].qty if symbol in account.positions else 0.0
-            opening = (side == "BUY" and held >= 0) or (side == "SELL" and settings.allow_short and held <= 0)
-            if symbol in exited:
-                return f"exited by its plan on {fill_day:%Y-%m-%d} ({exited[symbol]['kind']}); no new order"
-            if protections.get("blocks_orders"):
-                return protections["blocks_orders"]
-            if opening and side == "BUY" and protections.get("blocks_buys"):
-                return protections["blocks_buys"]
+            opening = opens_position(side, held, settings.allow_short)
+            if (blocked := order_blocked(symbol, side, opening, exited.get(symbol), protections, fill_day)):
+                return blocked
             if live:  # live: fill at the current quote, if it is plausible
                 if live_price is None:
                     return "no live quote source to fill at"
@@ -170,38 +175,14 @@ def execution_agent(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
                     return f"no bar on {fill_on:%Y-%m-%d} (gap or data issue)"
                 reference = float(bar["open"])
                 factor = dataset.split_factor(symbol, as_of, fill_on)
-            avg_shares = snapshot["volume_avg20"] * dataset.volume_unit
-            # participation in D's shares (the order's and the average volume's unit)
-            slip = slippage_fraction(atr_pct=snapshot["atr_pct"], order_shares=ordered,
-                                     avg_daily_shares=avg_shares, max_slippage=settings.max_slippage)
-            price = fill_price(reference, side, slip)
-            qty = ordered * factor  # shares of D -> shares of F (a split between them)
-            if not opening and held != 0:  # a SELL of a long, or a BUY covering a short
-                size = abs(held)
-                remainder = size - min(qty, size)
-                if kind != "reduce_review" or remainder < DUST_QTY or remainder * price < settings.dust_notional:
-                    qty = size  # an exit closes to exactly zero; no dust is left behind
-                qty = min(qty, size)
-            elif side == "SELL" and not settings.allow_short:
-                qty = min(qty, held)
-            if side == "BUY" and opening:
-                values = {s: p.qty * marks.get(s, p.avg_cost) for s, p in account.positions.items()}
-                equity = account.cash + sum(values.values())
-                room = min(
-                    # a hair under the exact cash bound, so float rounding never leaves cash < 0
-                    account.cash / (price * (1 + settings.fee_rate)) * (1 - 1e-12),
-                    (settings.max_position_pct * equity - values.get(symbol, 0.0)) / price,
-                    (settings.max_gross_exposure_pct * equity - sum(abs(v) for v in values.values())) / price,
-                )
-                qty = min(qty, room)
-                if 0 < qty * price < settings.min_order_notional:
-                    return (f"below the minimum order notional at the fill price ({qty * price:.2f} < "
-                            f"{settings.min_order_notional:g} USD)")
-            if qty <= 1e-9:
-                return "limits at the fill price leave nothing to trade"
+            terms = order_fill(symbol=symbol, side=side, ordered=ordered, kind=kind, reference=reference,
+                               factor=factor, snapshot=snapshot, volume_unit=dataset.volume_unit,
+                               cash=account.cash, positions=account.positions, marks=marks, rules=rules)
+            if isinstance(terms, str):
+                return terms
             return FillRecord(
-                order_id="", symbol=symbol, side=side, qty=qty, reference_price=reference,
-                price=price, slippage_pct=slip, fee=fee(qty * price, settings.fee_rate), realized_pnl=0.0,
+                order_id="", symbol=symbol, side=side, qty=terms.qty, reference_price=terms.reference_price,
+                price=terms.price, slippage_pct=terms.slippage_pct, fee=terms.fee, realized_pnl=0.0,
                 fill_date=f"{fill_day:%Y-%m-%d}", latency_ms=(time.perf_counter() - started) * 1000.0,
             )
 
@@ -263,9 +244,8 @@ def book_plan(ledger: Ledger, portfolio: str, day: str, order: dict, kind: str, 
         (fill.side == "SELL" and settings.allow_short and held_before <= 0)
     if opening:
         plan = new_plan(order, snapshot, fill, factor, settings)
-        if held_before != 0 and plan_units != 1.0:
-            plan = {**plan, **{k: plan[k] * plan_units for k in ("entry", "stop", "target", "best")
-                               if isinstance(plan.get(k), int | float)}}
+        if held_before != 0:
+            plan = in_plan_units(plan, plan_units)
         ledger.open_plan(portfolio, symbol, day, plan, fill.as_dict())
         return
     position = ledger.account(portfolio).positions.get(symbol)
@@ -287,17 +267,17 @@ def close_dust(settings: VoltSettings, ledger: Ledger, dataset: MarketDataset, p
     orders, fills = [], []
     for symbol, pos in sorted(account.positions.items()):
         mark = marks.get(symbol, pos.avg_cost)
-        if abs(pos.qty) >= DUST_QTY and abs(pos.qty) * mark >= settings.dust_notional:
+        if not is_dust(pos.qty, mark, settings.dust_notional):
             continue
         side = "SELL" if pos.qty > 0 else "BUY"
 
         def make_fill(acct: Account, symbol=symbol, side=side, mark=mark):
             held = acct.positions[symbol].qty if symbol in acct.positions else 0.0
-            if held == 0:
-                return "nothing left to close"
-            qty = abs(held)
-            return FillRecord(order_id="", symbol=symbol, side=side, qty=qty, reference_price=mark, price=mark,
-                              slippage_pct=0.0, fee=fee(qty * mark, settings.fee_rate), realized_pnl=0.0,
+            terms = dust_fill(held, mark, BrokerRules.from_settings(settings))
+            if isinstance(terms, str):
+                return terms
+            return FillRecord(order_id="", symbol=symbol, side=side, qty=terms.qty, reference_price=mark, price=mark,
+                              slippage_pct=0.0, fee=terms.fee, realized_pnl=0.0,
                               fill_date=f"{fill_day:%Y-%m-%d}", latency_ms=0.0)
 
         result = ledger.record_fill(portfolio=portfolio, as_of=day, symbol=symbol, side=side,

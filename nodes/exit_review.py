@@ -33,6 +33,7 @@ from langgraph.runtime import Runtime
 from graph.context import VoltContext
 from graph.state import CandidateState
 from memory.message_log import MessageType, message
+from tools.trading.plans import review_qty
 
 EXIT_LOSS_ATR = 3.0  # a loss this many ATRs from average cost exits (a stop when no plan has one)
 BEARISH_STRENGTH = 0.5
@@ -115,9 +116,9 @@ def review_verdict(*, market: dict | None, strategy: dict, consensus: dict, cohe
 def exit_order(symbol: str, verdict: str, risk: dict, reduce_fraction: float) -> dict | None:
     """The order a verdict implies: all of the position for EXIT, ``reduce_fraction`` of it for
     REDUCE, None for HOLD. Quantities in shares of the decision day; price = its close."""
-    if verdict == "HOLD" or abs(risk["qty"]) <= 1e-9:
+    qty = review_qty(verdict, risk["qty"], reduce_fraction)
+    if qty is None:
         return None
-    qty = abs(risk["qty"]) if verdict == "EXIT" else round(abs(risk["qty"]) * reduce_fraction, 8)
     return {"symbol": symbol, "side": "SELL" if risk["qty"] > 0 else "BUY", "qty": qty,
             "kind": "exit_review" if verdict == "EXIT" else "reduce_review", "price": risk["close"],
             "notional": round(qty * risk["close"], 6), "capped_by": [], "blocked": None}

@@ -58,6 +58,7 @@ def candidate_payload(state: CycleState, symbol: str, chains: ChainSet | None = 
         "alt": (state.get("alt_data") or {}).get(symbol, {}),
         "regime": {"regime": regime, "prior_regime": macro.get("prior_regime"),
                    "position_scale": macro.get("position_scale", 1.0)},
+        "rl_multiplier": state.get("rl_multiplier", 1.0),
         "attempts": {},
         "revision": 0,
         "objections": [],

@@ -159,7 +159,7 @@ def learning_agent(state: CycleState, runtime: Runtime[VoltContext]) -> dict:
         from memory.situation_memory import MEMORY_AGENT, open_memory, situation_from_prediction
 
         # a damaged or missing memory is rebuilt from the learning store, with one warning line
-        memory, memory_note = open_memory(settings.home, portfolio, store)
+        memory, memory_note = open_memory(settings.home, portfolio, store, settings.chroma_url)
         if memory_note:
             print(f"warning: {memory_note}", file=sys.stderr, flush=True)
         situations = []

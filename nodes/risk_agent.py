@@ -19,8 +19,10 @@ from graph.settings import VoltSettings
 from graph.state import CandidateState
 from memory.message_log import MessageType
 from nodes.agent_node import LLMAgent
+from tools.learning.rl_policy import clip_multiplier
 from tools.risk_limits import Limits, SizedOrder, size_order
-from tools.trading.plans import default_levels
+from tools.trading import fills
+from tools.trading.plans import plan_levels as levels_for
 
 APPROVE_BELOW = 0.7
 MEMORY_PENALTY = 0.1
@@ -39,19 +41,19 @@ def limits_from(settings: VoltSettings) -> Limits:
 
 
 def plan_levels(state: CandidateState, side: str) -> dict:
-    """Stop and target for an order on ``side``: the StrategyAgent's when it called that
-    side, else the ATR rule's on that side. ``source`` says which."""
+    """Stop and target for an order on ``side`` (:func:`tools.trading.plans.plan_levels`, the
+    rule the decision simulator uses too): the StrategyAgent's when it called that side,
+    else the ATR rule's on that side. ``source`` says which."""
     snap = state["snapshot"]
     strategy = (state.get("strategy") or {}).get("output") or {}
-    if strategy.get("action") == side and strategy.get("stop_loss") is not None:
-        return {"stop": float(strategy["stop_loss"]), "target": strategy.get("exit"), "source": "strategy"}
-    stop, target = default_levels(side, float(snap["close"]), float(snap.get("atr14") or 0.0))
-    return {"stop": stop, "target": target, "source": "atr"}
+    stop, target, source = levels_for(side, strategy.get("action"), strategy.get("stop_loss"), strategy.get("exit"),
+                                      float(snap["close"]), float(snap.get("atr14") or 0.0))
+    return {"stop": stop, "target": target, "source": source}
 
 
 def opens_position(state: CandidateState, side: str, settings: VoltSettings) -> bool:
     held = state["portfolio"]["positions"].get(state["symbol"], {}).get("qty", 0.0)
-    return (side == "BUY" and held >= 0) or (side == "SELL" and settings.allow_short and held <= 0)
+    return fills.opens_position(side, held, settings.allow_short)
 
 
 def hard_sized_order(state: CandidateState, settings: VoltSettings, model_cap: float | None = None) -> SizedOrder:
@@ -61,12 +63,15 @@ def hard_sized_order(state: CandidateState, settings: VoltSettings, model_cap: f
         regime_cap = settings.max_position_pct * scale
         model_cap = regime_cap if model_cap is None else min(model_cap, regime_cap)
     held = p["positions"].get(symbol, {}).get("qty", 0.0)
-    levels = plan_levels(state, c["action"]) if opens_position(state, c["action"], settings) else {}
+    opening = opens_position(state, c["action"], settings)
+    levels = plan_levels(state, c["action"]) if opening else {}
+    # the RL controller scales only entries and adds, never exits; size_order's limits clip the result
+    multiplier = clip_multiplier(state.get("rl_multiplier", 1.0)) if opening else 1.0
     protections = p.get("protections") or {}
     return size_order(
         symbol=symbol,
         side=c["action"],
-        size_pct=c["size_pct"],
+        size_pct=c["size_pct"] * multiplier,
         price=state["snapshot"]["close"],
         equity=p["equity"],
         cash=p["cash"],

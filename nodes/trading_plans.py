@@ -20,9 +20,16 @@ import pandas as pd
 from graph.settings import VoltSettings
 from memory.alerts import HALT, raise_alert
 from memory.ledger import FillRecord, Ledger, order_id
-from tools.broker import fee, fill_price, quote_within_band, slippage_fraction
+from tools.broker import quote_within_band
 from tools.market_data import MarketDataset
-from tools.trading.plans import Exit, Plan, advance, days_between, default_levels, exit_on_bar
+from tools.trading.fills import (
+    FAILURE_PREFIXES,
+    BrokerRules,
+    exit_fill,
+    plan_on_fill_day,
+    untraded_exit,
+)
+from tools.trading.plans import Plan, days_between, default_levels, entry_plan
 from tools.trading.protections import (
     ProtectionInput,
     ProtectionSettings,
@@ -30,9 +37,7 @@ from tools.trading.protections import (
     index_day_return,
 )
 
-# An order that did not fill for one of these reasons counts against the trading breaker
-# (the broker could not trade); limits and plan rules are decisions, not failures.
-FAILURE_PREFIXES = ("no bar on", "no live quote", "DATA ", "no fill day")
+__all__ = ["FAILURE_PREFIXES", "cycle_protections", "new_plan", "open_plans_view", "plan_exits", "untraded_exit"]
 
 
 def protection_settings(settings: VoltSettings) -> ProtectionSettings:
@@ -81,34 +86,9 @@ def open_plans_view(ledger: Ledger, portfolio: str, dataset: MarketDataset, day:
 
 def new_plan(order: dict, snapshot: dict | None, fill: FillRecord, factor: float,
              settings: VoltSettings) -> dict:
-    """The plan recorded for an entry fill: the order's plan (levels from D's shares
-    converted to F's by the split ``factor``) at the fill's price, or the ATR rule's. A fill
-    that gapped through the stop or the target moves both by the gap (fill - decision price),
-    so the recorded plan is always coherent and keeps its planned risk per share."""
-    side = order["side"]
-    given = dict(order.get("plan") or {})
-    if given.get("stop") is None:
-        stop, target = default_levels(side, fill.reference_price, float((snapshot or {}).get("atr14") or 0.0))
-        given.update(stop=stop, target=target, levels_from="atr")
-    else:
-        given["stop"] = given["stop"] / factor
-        if given.get("target") is not None:
-            given["target"] = given["target"] / factor
-        d, decided = (1 if side == "BUY" else -1), float(order.get("price") or 0.0) / factor
-        through = d * (fill.price - given["stop"]) <= 0 or (
-            given.get("target") is not None and d * (given["target"] - fill.price) <= 0)
-        if through and decided > 0:  # a gap past a level: keep the planned distances from the fill
-            shift = fill.price - decided
-            given["stop"] += shift
-            given["target"] = None if given.get("target") is None else given["target"] + shift
-            given["reanchored"] = round(shift, 6)
-        if d * (fill.price - given["stop"]) <= 0:  # still incoherent (no decision price): ATR levels
-            given["stop"], given["target"] = default_levels(side, fill.price, float((snapshot or {}).get("atr14") or 0.0))
-    plan = Plan(direction=1 if side == "BUY" else -1, entry=fill.price, stop=given["stop"],
-                target=given.get("target"), horizon_days=given.get("horizon_days") or settings.max_holding_days,
-                opened=fill.fill_date, trailing_pct=given.get("trailing_pct") or None, best=fill.price,
-                thesis=given.get("thesis") or {})
-    return {**plan.as_dict(), "levels_from": given.get("levels_from"), "reanchored": given.get("reanchored")}
+    """The plan recorded for an entry fill (:func:`tools.trading.plans.entry_plan`)."""
+    return entry_plan(order, snapshot, fill_price=fill.price, reference_price=fill.reference_price,
+                      fill_date=fill.fill_date, factor=factor, max_holding_days=settings.max_holding_days)
 
 
 def plan_exits(*, settings: VoltSettings, ledger: Ledger, dataset: MarketDataset, portfolio: str, day: str,
@@ -162,19 +142,14 @@ def plan_exits(*, settings: VoltSettings, ledger: Ledger, dataset: MarketDataset
         else:
             bar = dataset.bar_on(symbol, fill_day)
         held_days = days_between(dataset.calendar, rec["opened"], fill_day)
-        if bar is None:
-            # no price on F: nothing can fill and the plan waits for the next bar, unless the
-            # time exit is due and the symbol has stopped trading (see untraded_exit)
-            ex = None if live else untraded_exit(dataset, symbol, plan, fill_day, held_days,
-                                                 settings.untraded_exit_days)
-            if ex is None:
-                continue
-        else:
-            ex = exit_on_bar(plan, bar, held_days)
+        # no price on F: nothing can fill and the plan waits for the next bar, unless the
+        # time exit is due and the symbol has stopped trading (see untraded_exit)
+        untraded = None if live else (lambda symbol=symbol, plan=plan, held_days=held_days: untraded_exit(
+            dataset, symbol, plan, fill_day, held_days, settings.untraded_exit_days))
+        ex, moved = plan_on_fill_day(plan, bar, held_days, untraded)
+        if moved is not None:
+            ledger.update_plan(rec["plan_id"], {**rec["plan"], **moved.scaled(1.0 / factor).as_dict()})
         if ex is None:
-            moved = advance(plan, bar)
-            if plan.trailing_pct and moved.best != plan.best:
-                ledger.update_plan(rec["plan_id"], {**rec["plan"], **moved.scaled(1.0 / factor).as_dict()})
             continue
         side = "SELL" if direction > 0 else "BUY"
         snap = snapshots.get(symbol) or {}
@@ -182,17 +157,14 @@ def plan_exits(*, settings: VoltSettings, ledger: Ledger, dataset: MarketDataset
 
         def make_fill(acct, symbol=symbol, side=side, ex=ex, snap=snap, started=started):
             held = acct.positions[symbol].qty if symbol in acct.positions else 0.0
-            if abs(held) <= 0:
-                return "nothing held to exit"
-            qty = abs(held)  # exactly the position: it closes to zero
-            slip = slippage_fraction(atr_pct=float(snap.get("atr_pct", float("nan"))), order_shares=qty,
-                                     avg_daily_shares=float(snap.get("volume_avg20", float("nan")))
-                                     * dataset.volume_unit, max_slippage=settings.max_slippage)
-            price = fill_price(ex.price, side, slip)
-            return FillRecord(order_id="", symbol=symbol, side=side, qty=qty, reference_price=ex.price,
-                              price=price, slippage_pct=slip, fee=fee(qty * price, settings.fee_rate),
-                              realized_pnl=0.0, fill_date=fill_date,
-                              latency_ms=(time.perf_counter() - started) * 1000.0)
+            terms = exit_fill(held=held, side=side, exit_price=ex.price, snapshot=snap,
+                              volume_unit=dataset.volume_unit, rules=BrokerRules.from_settings(settings))
+            if isinstance(terms, str):
+                return terms
+            return FillRecord(order_id="", symbol=symbol, side=side, qty=terms.qty,
+                              reference_price=terms.reference_price, price=terms.price,
+                              slippage_pct=terms.slippage_pct, fee=terms.fee, realized_pnl=0.0,
+                              fill_date=fill_date, latency_ms=(time.perf_counter() - started) * 1000.0)
 
         result = ledger.record_fill(portfolio=portfolio, as_of=day, symbol=symbol, side=side,
                                     qty_requested=qty_held, make_fill=make_fill, suffix="exit")
@@ -211,21 +183,3 @@ def plan_exits(*, settings: VoltSettings, ledger: Ledger, dataset: MarketDataset
                       "realized_pnl": round(result.realized_pnl, 6)})
     return orders, fills, exits
 
-
-def untraded_exit(dataset: MarketDataset, symbol: str, plan: Plan, fill_day: pd.Timestamp, held_days: int,
-                  after_days: int) -> Exit | None:
-    """The time exit of a position whose symbol has stopped trading (acquired, delisted,
-    suspended): due (``held_days`` >= the horizon) with no bar for ``after_days`` trading days
-    up to ``fill_day``. It closes at the last close the symbol traded at (in ``fill_day``'s
-    share units), kind ``untraded``; nothing after ``fill_day`` is read. None otherwise: a
-    gap of a few days just waits for the next bar."""
-    if after_days <= 0 or held_days < plan.horizon_days:
-        return None
-    bars = dataset.history(symbol, fill_day)
-    if not len(bars) or days_between(dataset.calendar, f"{bars.index[-1]:%Y-%m-%d}", fill_day) < after_days:
-        return None
-    price = dataset.last_close(symbol, fill_day)
-    if price is None or not price > 0:
-        return None
-    return Exit("untraded", price, f"time exit due, no bar since {bars.index[-1]:%Y-%m-%d}: "
-                                   f"closed at the last close {price:g}")

@@ -183,3 +183,45 @@ def eventually(predicate, timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.01)
     return predicate()
+
+
+# --------------------------------------------------------------------- storage backends
+# Storage tests run on SQLite and on PostgreSQL (tests/pg_server.py: VOLT_TEST_POSTGRES_URL, or
+# a throwaway cluster from Debian's binaries). Without a server the postgres cases skip,
+# unless VOLT_TEST_REQUIRE_POSTGRES=1, which makes that a failure.
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    import pg_server as pg
+
+    server, reason = pg.server_or_reason()
+    if server is None:
+        if pg.REQUIRED:
+            pytest.fail(f"{pg.REQUIRE_ENV}=1 but {reason}")
+        pytest.skip(reason)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:
+    """The URL (with its password) of a fresh database, dropped after the test."""
+    url = pg_server.create_database()
+    yield url
+    pg_server.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request, tmp_path: Path):
+    """The storage target of a test: ``backend.target`` is ``tmp_path/"volt.db"`` or a
+    :class:`memory.db.DatabaseURL` of a fresh database; ``backend.url`` is None or that URL
+    (for ``VoltSettings(database_url=...)`` and ``VOLT_DATABASE_URL``)."""
+    from types import SimpleNamespace
+
+    if request.param == "sqlite":
+        return SimpleNamespace(name="sqlite", url=None, target=tmp_path / "volt.db")
+    from memory.db import DatabaseURL
+
+    url = request.getfixturevalue("pg_url")
+    return SimpleNamespace(name="postgres", url=url, target=DatabaseURL(url))

@@ -74,15 +74,21 @@ class SchemaB(BaseModel):
 
 
 class Settings:
-    def __init__(self, path):
+    def __init__(self, path, database_url=None):
+        from memory.db import DatabaseURL
+
         self.llm_cache = path
+        self.database_url = database_url  # set: the cache lives in that database (memory/response_cache.py)
+        self.ledger_path = DatabaseURL(database_url) if database_url else None
 
 
 MESSAGES = [SystemMessage("You are a test."), HumanMessage("Evidence: {}")]
 
 
-def test_key_covers_model_prompt_tools_and_schema(tmp_path):
-    settings = Settings(tmp_path / "cache.sqlite")
+def test_key_covers_model_prompt_tools_and_schema(tmp_path, backend):
+    from memory.response_cache import cache_target
+
+    settings = Settings(tmp_path / "cache.sqlite", backend.url)
     model = CountingModel()
     cached = with_response_cache(model, "m1", settings)
     variants = [
@@ -103,10 +109,12 @@ def test_key_covers_model_prompt_tools_and_schema(tmp_path):
     other_model = with_response_cache(CountingModel(model_name="other"), "m1", settings)
     assert other_model.invoke(MESSAGES).content == "answer 1"
 
-    stats = open_store(settings.llm_cache).snapshot()
+    stats = open_store(cache_target(settings)).snapshot()
     assert (stats.hits, stats.misses, stats.stored) == (5, 8, 8)
     assert (stats.input_tokens, stats.output_tokens, stats.tokens_known) == (80, 24, 8)
-    close_store(settings.llm_cache)
+    assert open_store(cache_target(settings)).count() == 8
+    close_store(cache_target(settings))
+    assert (tmp_path / "cache.sqlite").exists() == (backend.url is None)
 
 
 def test_ollama_llm_string_lacks_the_model_so_the_namespace_adds_it(tmp_path):

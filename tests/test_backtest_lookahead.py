@@ -195,7 +195,9 @@ def run_days(csv, home, n: int) -> list[dict]:
     from graph.run import run_cycle
     from graph.settings import VoltSettings
 
-    settings = VoltSettings(home=home, data_csv=csv, models=[], top_k=5)
+    # horizon 5: predictions resolve inside these 10 days, so learning acts and the planted gap
+    # is met by a REDUCE order (with the default 10 nothing resolves and no order meets it)
+    settings = VoltSettings(home=home, data_csv=csv, models=[], top_k=5, horizon_days=5)
     out = []
     for _ in range(n):
         s = run_cycle(settings).state

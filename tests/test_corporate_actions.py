@@ -13,7 +13,14 @@ import pytest
 
 from tools.indicators import indicator_series, indicator_snapshot
 from tools.market import DataOptions
-from tools.market.corporate_actions import Split, adjust_bars, detect_splits
+from tools.market.corporate_actions import (
+    Split,
+    adjust_bars,
+    detect_splits,
+    due_splits,
+    split_applies,
+    split_position,
+)
 from tools.market_data import dataset_from_frame, load_dataset
 
 DATES = pd.bdate_range("2021-01-04", periods=120)
@@ -241,3 +248,22 @@ def test_data_options_are_part_of_the_cache_key(tmp_path, clean_env, monkeypatch
     monkeypatch.setenv("VOLT_OUTLIER_BAND_Z", "3")
     strict = market_dataset(VoltSettings(home=tmp_path / "h", data_csv=csv))
     assert strict is not on and strict.options.guard.band_z == 3.0
+
+
+def test_held_position_split_rule_with_a_reverse_split():
+    ts = pd.Timestamp
+    splits = {"AAA": [Split("AAA", ts("2020-03-10"), 0.1), Split("AAA", ts("2020-01-06"), 2.0)],
+              "BBB": [Split("BBB", ts("2020-03-09"), 3.0)], "CCC": [Split("CCC", ts("2020-02-03"), 2.0)]}
+    # held symbols only, effective on or before the day, by symbol then ex-date
+    assert due_splits(["BBB", "AAA"], splits, "2020-03-09") == [("AAA", "2020-01-06", 2.0), ("BBB", "2020-03-09", 3.0)]
+    assert due_splits({"AAA"}, splits, ts("2020-03-10")) == [("AAA", "2020-01-06", 2.0), ("AAA", "2020-03-10", 0.1)]
+    assert due_splits(["DDD"], splits, "2020-12-31") == []
+    # applies after the last fill only; a nonsense ratio never does
+    assert split_applies(0.1, "2020-03-10", None) and split_applies(0.1, "2020-03-10", "")
+    assert split_applies(0.1, "2020-03-10", "2020-03-09")
+    assert not split_applies(0.1, "2020-03-10", "2020-03-10")  # filled on the ex-date: already new shares
+    assert not any(split_applies(r, "2020-03-10", None) for r in (0.0, -2.0, float("nan"), float("inf")))
+    # 1:10 reverse: 25 shares at 4.0 -> 2.5 at 40.0, the cost unchanged; a short keeps its sign
+    qty, cost = split_position(25.0, 4.0, 0.1)
+    assert (qty, cost) == pytest.approx((2.5, 40.0)) and qty * cost == pytest.approx(100.0)
+    assert split_position(-10.0, 30.0, 3.0) == pytest.approx((-30.0, 10.0))

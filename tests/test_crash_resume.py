@@ -17,8 +17,10 @@ from memory.ledger import Ledger
 HELPER = Path(__file__).with_name("crash_helper.py")
 
 
-def crash(mode: str, home: Path, csv: Path) -> None:
+def crash(mode: str, home: Path, csv: Path, database_url: str | None = None) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VOLT_")}
+    if database_url:
+        env["VOLT_DATABASE_URL"] = database_url
     proc = subprocess.run([sys.executable, str(HELPER), mode, str(home), str(csv)], env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 9, proc.stderr[-2000:]
@@ -30,9 +32,9 @@ def table_count(settings, table: str) -> int:
 
 
 @pytest.mark.parametrize("mode", ["after_first_fill", "mid_review"])
-def test_killed_cycle_resumes_without_double_fills(mode, market_csv, settings_for, tmp_path):
-    settings = settings_for(market_csv, top_k=3)
-    crash(mode, settings.home, market_csv)
+def test_killed_cycle_resumes_without_double_fills(mode, market_csv, settings_for, tmp_path, backend):
+    settings = settings_for(market_csv, top_k=3, database_url=backend.url)  # checkpoints there too
+    crash(mode, settings.home, market_csv, backend.url)
     if mode == "after_first_fill":
         assert table_count(settings, "fills") == 1  # committed before the kill
     assert table_count(settings, "cycles") == 0
@@ -43,7 +45,7 @@ def test_killed_cycle_resumes_without_double_fills(mode, market_csv, settings_fo
     assert table_count(settings, "fills") == len(state["fills"]) == 3
     assert table_count(settings, "cycles") == 1
 
-    # Same result as a run that was never interrupted.
+    # Same result as a run that was never interrupted (on SQLite: the same figures on both engines).
     clean = settings_for(market_csv, top_k=3, home=tmp_path / "clean")
     reference = run_cycle(clean, chat_model_factory=lambda spec: scripted()).state
     assert state["as_of"] == reference["as_of"]

@@ -8,6 +8,9 @@ from conftest import scripted
 from graph.run import run_cycle
 from memory.ledger import Ledger
 from nodes.exit_review import assess_position, exit_order, review_verdict, trailing_stop
+from tools.portfolio import Position
+from tools.trading.fills import BrokerRules, order_fill
+from tools.trading.plans import review_qty
 
 
 def factory(model):
@@ -162,3 +165,26 @@ def test_a_restarted_cycles_own_fill_is_not_a_holding():
     # AAA: all of it is today's fill; BBB: 3 held before today's 1; CCC: bought yesterday; DDD: none
     assert held_symbols(state, FakeLedger()) == {"BBB", "CCC"}
     assert held_symbols({**state, "portfolio_before": {"positions": {}}}, None) == set()  # no query
+
+
+def test_review_qty_exit_all_reduce_a_fraction_and_leave_dust_to_the_close_out():
+    assert review_qty("HOLD", 10.0, 0.5) is None
+    assert review_qty("EXIT", 1e-10, 0.5) is None  # nothing held
+    assert review_qty("EXIT", -7.25, 0.5) == 7.25  # a short's cover: unsigned shares
+    assert review_qty("REDUCE", 10.0, 0.3) == 3.0
+    assert review_qty("REDUCE", 1.0 / 3.0, 0.5) == 0.16666667  # rounded to 1e-8 shares
+    # a reduce that would leave dust: the review asks for the fraction, the broker's fill closes it all
+    rules = BrokerRules(fee_rate=0.0, max_slippage=0.0, max_position_pct=1.0, max_gross_exposure_pct=1.0,
+                        min_order_notional=0.0, dust_notional=5.0, allow_short=False)
+    snapshot = {"volume_avg20": 1e6, "atr_pct": 0.01}
+
+    def sold(held: float, price: float) -> tuple[float, float]:
+        qty = review_qty("REDUCE", held, 0.5)
+        terms = order_fill(symbol="X", side="SELL", ordered=qty, kind="reduce_review", reference=price,
+                           factor=1.0, snapshot=snapshot, volume_unit=1.0, cash=0.0,
+                           positions={"X": Position(held, price)}, marks={"X": price}, rules=rules)
+        return qty, terms.qty
+
+    assert sold(1.5e-6, 100.0) == (pytest.approx(7.5e-7), 1.5e-6)  # 7.5e-7 shares left: under DUST_QTY
+    assert sold(0.08, 100.0) == (0.04, 0.08)  # 4 USD left: under the dust notional
+    assert sold(0.2, 100.0) == (0.1, 0.1)  # 10 USD left: a real position stays

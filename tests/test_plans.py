@@ -6,7 +6,16 @@ import math
 
 import pytest
 
-from tools.trading.plans import Plan, advance, coherent_levels, exit_on_bar, tighten
+from tools.trading.plans import (
+    Plan,
+    advance,
+    coherent_levels,
+    exit_on_bar,
+    in_plan_units,
+    merge_add,
+    plan_levels,
+    tighten,
+)
 
 LONG = Plan(direction=1, entry=100.0, stop=95.0, target=110.0, horizon_days=5, opened="2020-01-02")
 SHORT = Plan(direction=-1, entry=100.0, stop=105.0, target=90.0, horizon_days=5, opened="2020-01-02")
@@ -110,3 +119,40 @@ def test_plan_round_trips_and_scales_with_a_split():
     half = LONG.scaled(2.0)
     assert (half.entry, half.stop, half.target) == (50.0, 47.5, 55.0)
     assert LONG.scaled(float("nan")) == LONG
+
+
+def test_plan_levels_are_the_strategists_on_its_side_else_the_atr_rule():
+    # the strategist called BUY with its levels: taken as given (target may be absent)
+    assert plan_levels("BUY", "BUY", 95, 112, close=100.0, atr=2.0) == (95.0, 112.0, "strategy")
+    assert plan_levels("BUY", "BUY", 95.0, None, close=100.0, atr=2.0) == (95.0, None, "strategy")
+    # another side, or no stop: 2 ATR against, 3 ATR with the trade, never the other side's stop
+    assert plan_levels("BUY", "SELL", 105.0, 90.0, close=100.0, atr=2.0) == (96.0, 106.0, "atr")
+    assert plan_levels("SELL", None, None, None, close=100.0, atr=2.0) == (104.0, 94.0, "atr")
+    # no usable ATR: 2% of the close stands in for it
+    assert plan_levels("BUY", "BUY", None, 120.0, close=50.0, atr=float("nan")) == pytest.approx((48.0, 53.0, "atr"))
+
+
+def test_an_add_after_a_reverse_split_is_put_in_the_open_plans_units():
+    # plan opened before a 1:10 reverse split (its units: old shares); an add fills at 200 new-share USD
+    added = {"direction": 1, "entry": 200.0, "stop": 190.0, "target": None, "best": 200.0, "opened": "2020-03-02"}
+    scaled = in_plan_units(added, 0.1)
+    assert scaled == pytest.approx({**added, "entry": 20.0, "stop": 19.0, "best": 20.0}) and scaled["target"] is None
+    assert added["entry"] == 200.0  # the input is left alone
+    assert in_plan_units(added, 1.0) == added and in_plan_units(added, 1.0) is not added
+    assert in_plan_units(added, 2.0)["stop"] == 380.0  # a 2:1 split after the plan opened
+
+
+def test_an_add_at_another_price_only_ever_tightens_the_stop():
+    current = {"direction": 1, "entry": 100.0, "stop": 95.0, "target": 110.0, "opened": "2020-01-02",
+               "horizon_days": 10}
+    # an add higher up with a higher stop: the stop tightens; entry, target, day and horizon stay
+    merged = merge_add(current, {"direction": 1, "entry": 104.0, "stop": 99.0, "target": 115.0,
+                                 "opened": "2020-01-09", "horizon_days": 20})
+    assert merged == {**current, "stop": 99.0} and current["stop"] == 95.0
+    # an add lower down with a looser stop: nothing changes
+    assert merge_add(current, {"entry": 97.0, "stop": 92.0}) == current
+    assert merge_add(current, {"entry": 97.0, "stop": None}) == current
+    # a short tightens downward; a plan without a stop takes the add's
+    short = {"direction": -1, "entry": 100.0, "stop": 105.0}
+    assert merge_add(short, {"stop": 103.0})["stop"] == 103.0 and merge_add(short, {"stop": 107.0})["stop"] == 105.0
+    assert merge_add({"direction": 1, "stop": None}, {"stop": 90.0})["stop"] == 90.0

@@ -7,6 +7,7 @@ import sqlite3
 import numpy as np
 import pytest
 
+from memory.db import open_db
 from memory.ledger import FillRecord, Ledger, order_id
 from tools.broker import fee
 from tools.portfolio import Account, Position, apply_fill, value_account
@@ -148,8 +149,8 @@ def test_missing_price_marks_at_average_cost():
 
 
 @pytest.fixture
-def ledger(tmp_path) -> Ledger:
-    led = Ledger(tmp_path / "volt.db")
+def ledger(backend) -> Ledger:  # on SQLite and on PostgreSQL (tests/conftest.py)
+    led = Ledger(backend.target)
     led.ensure_portfolio("p", 1000.0)
     return led
 
@@ -172,8 +173,7 @@ def fill_with(symbol: str, side: str, qty: float, price: float, calls: list | No
 
 
 def order_rows(led: Ledger) -> list[sqlite3.Row]:
-    with sqlite3.connect(led.path) as conn:
-        conn.row_factory = sqlite3.Row
+    with open_db(led.path) as conn:
         return conn.execute("SELECT * FROM orders").fetchall()
 
 

@@ -21,8 +21,8 @@ def buy(ledger: Ledger, portfolio: str, as_of: str, fill_date: str, qty: float, 
 
 
 @pytest.fixture
-def ledger(tmp_path):
-    led = Ledger(tmp_path / "volt.db")
+def ledger(backend):  # on SQLite and on PostgreSQL (tests/conftest.py)
+    led = Ledger(backend.target)
     led.ensure_portfolio("p", 10_000.0)
     return led
 

@@ -44,6 +44,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", metavar="DIR", default="evaluate-out", help="output directory (default ./evaluate-out)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, metavar="N",
                    help="worker processes (default: the number of cores)")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="run the replays as Ray tasks (extra `ray`): alone, a local Ray with --jobs CPUs; with an "
+                   "ADDRESS (ray://head:10001, head:6379, auto), that cluster; the same results as the pool")
     p.add_argument("--resume", action="store_true", help="continue the evaluation in --out (same arguments)")
     p.add_argument("--json", action="store_true", help="print summary.json instead of the text")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -108,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     def job() -> dict:
         cfg = config_from_args(args)
         cfg.arm_list()  # unknown arms: one line before anything runs
-        return run_evaluation(cfg, out, resume=args.resume, jobs=args.jobs, on_plan=bar.plan, on_task=bar.step)
+        return run_evaluation(cfg, out, resume=args.resume, jobs=args.jobs, on_plan=bar.plan, on_task=bar.step,
+                              ray=args.ray)
 
     summary, code = run_cli_job(job, bar.stop, interrupted="finished cells are kept; continue with the same "
                                 f"arguments and --resume (--out {out})")

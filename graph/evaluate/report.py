@@ -46,6 +46,7 @@ def build_summary(cfg, arms: list, cells: list[dict], timing: dict, *, horizon_d
                    "calendar_days": len(days)},
         "arms": arm_rows,
         "on_minus_off": effect,
+        "rl_minus_on": rl_effect(cells, cfg.seed) if {"rl", "on"} <= graph_names else None,
         "placebo": plac,
         "deflated_sharpe": dsr,
         "agents": analysis.agents(cells),
@@ -54,6 +55,16 @@ def build_summary(cfg, arms: list, cells: list[dict], timing: dict, *, horizon_d
                                      horizon_days=horizon_days) if effect else [],
         "timing": {k: round(v, 3) for k, v in timing.items()},
     }
+
+
+def rl_effect(cells: list[dict], seed: int) -> dict:
+    """RL controller - learning ON, paired, over the cells whose policy was trained (on earlier
+    windows); the untrained ones (no earlier window, multiplier 1.0) are counted, not compared."""
+    trained = [c for c in cells if "rl" in c["arms"] and (c["arms"]["rl"].get("rl") or {}).get("trained")]
+    untrained = sum(1 for c in cells if "rl" in c["arms"]) - len(trained)
+    applied = [m for c in trained if (m := c["arms"]["rl"]["rl"].get("mean_applied")) is not None]
+    return {**analysis.treatment_effect(trained, "rl", "on", seed=seed), "trained_cells": len(trained),
+            "untrained_cells": untrained, "mean_applied": float(np.mean(applied)) if applied else None}
 
 
 def _bp(v: float | None) -> str:
@@ -82,6 +93,12 @@ def render_text(s: dict) -> str:
         lines.append(f"placebo (OFF vs OFF, other start): std {_bp(p['placebo_std'])}, 95% range "
                      f"[{_bp(p['placebo_low'])}, {_bp(p['placebo_high'])}] over {p['pairs']} pairs; "
                      f"ON - OFF on the same days {_bp(p['observed_mean'])}")
+    r = s.get("rl_minus_on")
+    if r:
+        lines.append(f"RL - ON: {_bp(r['mean_daily'])} a day, {r['level']:.0%} CI [{_bp(r['ci_low'])}, "
+                     f"{_bp(r['ci_high'])}] over {r['trained_cells']} cells with a policy trained on earlier windows "
+                     f"({r['untrained_cells']} untrained, left out); cells RL better {r['cells_positive']}, "
+                     f"worse {r['cells_negative']}; mean size multiplier applied {_num(r['mean_applied'], '.2f')}")
     lines.append(f"{'arm':<32}{'mean window return':>20}{'Sharpe/day':>12}{'DSR':>8}")
     for a in s["arms"].values():
         lines.append(f"{a['label']:<32}{_pct(a['mean_window_return']):>20}{_num(a['sharpe_per_day']):>12}"

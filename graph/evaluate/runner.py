@@ -5,7 +5,8 @@ the very code ``python -m graph.backtest`` runs) on its own VOLT home under
 ``out/cells/<cell>/<arm>``, priors only (``models=[]``, no model call, no response cache),
 with the arm's settings overrides applied last. Rule baselines (:mod:`tools.baselines`) run in
 this process on the same days, symbols and costs. Arms run in a process pool (``jobs``
-processes, spawned: fresh interpreters), each worker reused for many arms.
+processes, spawned: fresh interpreters), each worker reused for many arms, or as Ray tasks
+(``ray``; :mod:`graph.evaluate.executors`).
 
 Resumable: an arm that finished wrote ``arm.json``; a cell whose arms all finished wrote
 ``summary.json`` and is skipped. A half-finished arm starts over (its replay is
@@ -26,7 +27,9 @@ from typing import Any
 
 import pandas as pd
 
+from graph.evaluate.executors import run_tasks
 from graph.evaluate.windows import EvaluateError, Universe, Window, draw_universes, rolling_windows
+from memory.db import DatabaseURL, open_db
 
 MANIFEST = "evaluate.json"
 
@@ -55,6 +58,9 @@ ABLATIONS: list[Arm] = [
     Arm(f"no_{part}", f"Learning ON without {part}", "graph", {f"learn_{part}": False})
     for part in ("weights", "memory", "improver", "gate")
 ]
+# learning ON plus the RL controller, its policy trained on earlier windows only (graph/evaluate/rl_arm.py);
+# opt-in (--arms on,rl): it needs the on arm's replays
+RL_ARM = Arm("rl", "Learning ON + RL controller", "graph", {"rl_controller": True})
 
 
 @dataclass
@@ -72,7 +78,9 @@ class EvalConfig:
     arms: list[str] = field(default_factory=lambda: [a.name for a in ARMS])
 
     def arm_list(self) -> list[Arm]:
-        known = {a.name: a for a in (*ARMS, *ABLATIONS)}
+        known = {a.name: a for a in (*ARMS, *ABLATIONS, RL_ARM)}
+        if RL_ARM.name in self.arms and "on" not in self.arms:
+            raise EvaluateError("arm rl trains on the on arm's replays of earlier windows: add on (--arms on,rl)")
         unknown = [a for a in self.arms if a not in known]
         if unknown:
             raise EvaluateError(f"unknown arm(s) {', '.join(unknown)} (known: {', '.join(known)})")
@@ -124,20 +132,25 @@ def plan_cells(cfg: EvalConfig, out: Path) -> tuple[Any, list[Cell]]:
     return dataset, [Cell(w, u) for w in windows for u in universes]
 
 
-def _predictions(ledger: Path, portfolio: str) -> dict[str, dict[str, list]]:
+def _predictions(ledger: Path | DatabaseURL, portfolio: str) -> dict[str, dict[str, list]]:
     """Resolved predictions per agent: signal, confidence, realized return, hit, decision day."""
     out: dict[str, dict[str, list]] = {}
     if not ledger.exists():
         return out
-    conn = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)
-    try:
-        rows = conn.execute("SELECT agent, signal, confidence, realized_return, hit, as_of FROM agent_predictions"
-                            " WHERE portfolio=? AND resolved=1 AND realized_return IS NOT NULL AND hit IS NOT NULL"
-                            " ORDER BY as_of, prediction_id", (portfolio,)).fetchall()
-    except sqlite3.OperationalError:  # no learning store in this build
-        rows = []
-    finally:
-        conn.close()
+    query = ("SELECT agent, signal, confidence, realized_return, hit, as_of FROM agent_predictions"
+             " WHERE portfolio=? AND resolved=1 AND realized_return IS NOT NULL AND hit IS NOT NULL"
+             " ORDER BY as_of, prediction_id")
+    if isinstance(ledger, DatabaseURL):  # VOLT_DATABASE_URL: the arm's rows in the shared database
+        with open_db(ledger) as db:
+            rows = [tuple(r) for r in db.execute(query, (portfolio,)).fetchall()]
+    else:
+        conn = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)
+        try:
+            rows = conn.execute(query, (portfolio,)).fetchall()
+        except sqlite3.OperationalError:  # no learning store in this build
+            rows = []
+        finally:
+            conn.close()
     for agent, sig, conf, ret, hit, as_of in rows:
         cols = out.setdefault(agent, {"signal": [], "confidence": [], "realized": [], "hit": [], "as_of": []})
         for key, v in zip(("signal", "confidence", "realized", "hit"), (sig, conf, ret, hit), strict=True):
@@ -157,18 +170,45 @@ def run_arm(cfg_data: dict, cell_id: str, days: list[str], symbols: list[str], a
         return json.loads(done.read_text())
     shutil.rmtree(arm_dir, ignore_errors=True)  # a half-finished arm starts over
     arm_dir.mkdir(parents=True)
-    bcfg = _backtest_config(cfg, symbols, arm.overrides)
+    rl_overrides, rl_info = _rl_policy(cfg, Path(out), cell_id, days) if arm.name == RL_ARM.name else ({}, None)
+    bcfg = _backtest_config(cfg, symbols, {**arm.overrides, **rl_overrides})
     t0 = time.perf_counter()
     run_graph(bcfg, arm_dir, "agents", "state", [pd.Timestamp(d) for d in days])
     settings = run_settings(bcfg, arm_dir, "agents", "state")
+    if arm.name == "on" and RL_ARM.name in cfg.arms:  # what the rl arm of later windows trains on
+        from graph.evaluate.rl_arm import save_replay
+
+        save_replay(settings, arm_dir, days, symbols)
+    if rl_info is not None:  # the multipliers the policy applied, before the ledger goes
+        from graph.evaluate.rl_arm import with_actions
+
+        rl_info = with_actions(rl_info, settings)
     rows = DayStore(arm_dir / DAYS_DB).days("agents")
     result = {"cell": cell_id, "arm": arm.name, "dates": [r["as_of"] for r in rows],
               "equity": [float(r["equity"]) for r in rows], "starting_cash": float(settings.starting_cash),
               "predictions": _predictions(settings.ledger_path, settings.portfolio),
-              "seconds": round(time.perf_counter() - t0, 3)}
+              "seconds": round(time.perf_counter() - t0, 3), **({"rl": rl_info} if rl_info else {})}
     shutil.rmtree(arm_dir / "state", ignore_errors=True)  # checkpoints and ledger: arm.json keeps what counts
     _write_json(done, result)
     return result
+
+
+def _rl_policy(cfg: EvalConfig, out: Path, cell_id: str, days: list[str]) -> tuple[dict, dict]:
+    """The rl arm's policy for this cell, trained on the on arm of earlier windows (rl_arm.py)."""
+    from graph.backtest import run_settings
+    from graph.evaluate.rl_arm import policy_for
+
+    def on_settings(symbols: list[str]):  # the on arm's costs, limits and data for a past universe
+        return run_settings(_backtest_config(cfg, symbols, {}), out, "agents", "base")
+
+    return policy_for(cfg, out, cell_id, days, on_settings)
+
+
+def _phases(todo: list[tuple[Cell, Arm]]) -> list[list[tuple[Cell, Arm]]]:
+    """The replays in the order they may run: every other arm, then the rl arms (they train on
+    the on arms' replays of earlier windows); an empty phase is left out."""
+    phases = [[t for t in todo if t[1].name != RL_ARM.name], [t for t in todo if t[1].name == RL_ARM.name]]
+    return [p for p in phases if p]
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -192,7 +232,7 @@ def _cell_summary(cfg: EvalConfig, out: Path, dataset, cell: Cell, graph_results
     results: dict[str, dict] = {}
     for name, r in graph_results.items():
         results[name] = {"dates": r["dates"], "returns": _returns(r["equity"], r["starting_cash"]),
-                         "seconds": r["seconds"]}
+                         "seconds": r["seconds"], **({"rl": r["rl"]} if "rl" in r else {})}
     if names:
         for name, b in run_baselines(dataset, days, list(cell.universe.symbols), CostModel.from_settings(base),
                                      names).items():
@@ -239,8 +279,10 @@ TaskFn = Callable[[str, str, int, int], None]
 
 
 def run_cells(cfg: EvalConfig, out: Path, *, resume: bool = False, jobs: int = 1,
-              on_plan: Callable[[int, int], None] | None = None, on_task: TaskFn | None = None) -> list[dict]:
-    """Run (or continue) every cell; returns the cells' summaries in cell order."""
+              on_plan: Callable[[int, int], None] | None = None, on_task: TaskFn | None = None,
+              ray: str | None = None) -> list[dict]:
+    """Run (or continue) every cell; returns the cells' summaries in cell order. ``ray``: run the
+    replays as Ray tasks (``"local"`` or a cluster address; :mod:`graph.evaluate.executors`)."""
     out = Path(out)
     arms = cfg.arm_list()
     _check_manifest(out, cfg, resume)
@@ -261,26 +303,11 @@ def run_cells(cfg: EvalConfig, out: Path, *, resume: bool = False, jobs: int = 1
         if on_task is not None:
             on_task(c.id, a.name, len(results) + total - len(todo), total)
 
-    if jobs > 1 and len(todo) > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        pool = ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(os.getpid(),))
-        try:
-            futures = {pool.submit(run_arm, *args(c, a)): (c, a) for c, a in todo}
-            for fut in as_completed(futures):
-                c, a = futures[fut]
-                try:
-                    finished(c, a, fut.result())
-                except Exception as exc:
-                    raise EvaluateError(f"cell {c.id}, arm {a.name}: {type(exc).__name__}: "
-                                        f"{(str(exc).splitlines() or [''])[0]}") from None
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-    else:
-        for c, a in todo:
-            finished(c, a, run_arm(*args(c, a)))
+    # inline, a process pool or Ray (graph/evaluate/executors.py): the same results either way
+    for phase in _phases(todo):
+        run_tasks(run_arm, [((c, a), args(c, a)) for c, a in phase], lambda key, r: finished(*key, r), jobs=jobs,
+                  ray=ray, label=lambda key: f"cell {key[0].id}, arm {key[1].name}", init_worker=_init_worker,
+                  init_args=(os.getpid(),))
 
     summaries = []
     for c in cells:
@@ -297,7 +324,7 @@ def run_cells(cfg: EvalConfig, out: Path, *, resume: bool = False, jobs: int = 1
 
 def run_evaluation(cfg: EvalConfig, out: Path, *, resume: bool = False, jobs: int = 1,
                    on_plan: Callable[[int, int], None] | None = None, on_task: TaskFn | None = None,
-                   reports: bool = True) -> dict:
+                   reports: bool = True, ray: str | None = None) -> dict:
     """Run (or continue) the evaluation into ``out``; write ``summary.json`` and ``report.html``."""
     from graph.evaluate.report import build_summary, write_reports
 
@@ -310,7 +337,7 @@ def run_evaluation(cfg: EvalConfig, out: Path, *, resume: bool = False, jobs: in
         if on_plan is not None:
             on_plan(total, done)
 
-    cells = run_cells(cfg, out, resume=resume, jobs=jobs, on_plan=planned, on_task=on_task)
+    cells = run_cells(cfg, out, resume=resume, jobs=jobs, on_plan=planned, on_task=on_task, ray=ray)
     run_s = time.perf_counter() - t0
     summary = build_summary(cfg, cfg.arm_list(), cells, {"cells_s": run_s, "wall_s": run_s, "jobs": jobs},
                             horizon_days=getattr(base_settings(cfg, out), "horizon_days", None))

@@ -14,54 +14,12 @@ from statistics import NormalDist
 import numpy as np
 
 EULER_GAMMA = 0.5772156649015329
-DEFAULT_BLOCK = 5  # trading days: a week; positions are held for days, so returns are not iid
-
-
-def _array(x, name: str = "series") -> np.ndarray:
-    a = np.asarray(x, dtype=float).ravel()
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name}: non-finite values")
-    return a
-
-
-def paired_difference(a, b) -> np.ndarray:
-    """``a - b`` day by day: the two arms' returns on the same days (equal lengths)."""
-    x, y = _array(a, "a"), _array(b, "b")
-    if x.shape != y.shape:
-        raise ValueError(f"paired series differ in length ({len(x)} vs {len(y)})")
-    return x - y
-
-
-def block_bootstrap_ci(x, *, block: int = DEFAULT_BLOCK, n_boot: int = 2000, level: float = 0.95,
-                       seed: int = 0) -> dict:
-    """Mean of ``x`` with a circular moving-block bootstrap percentile interval.
-
-    Each resample glues ``ceil(n / block)`` blocks of ``block`` consecutive values, each block
-    starting at a uniformly drawn day and wrapping around the end (circular, so every day is
-    equally likely to be drawn), cut to ``n`` values. Blocks keep the serial dependence of
-    returns within ``block`` days (default 5, a trading week: positions live for days);
-    ``block=1`` is the ordinary iid bootstrap and ``block >= n`` only rotates the series, so
-    the interval collapses onto the mean. Seeded: the same input gives the same interval.
-
-    Returns ``{"mean", "low", "high", "n", "block", "level"}``; ``low``/``high`` are ``None``
-    with fewer than 2 values."""
-    a = _array(x)
-    n = len(a)
-    out = {"mean": float(a.mean()) if n else None, "low": None, "high": None, "n": n, "block": int(block),
-           "level": level, "n_boot": n_boot}
-    if n < 2:
-        return out
-    if block < 1 or not 0 < level < 1 or n_boot < 10:
-        raise ValueError("block >= 1, 0 < level < 1 and n_boot >= 10 are required")
-    b = min(int(block), n)
-    k = math.ceil(n / b)
-    rng = np.random.default_rng(seed)
-    starts = rng.integers(0, n, size=(n_boot, k))
-    idx = (starts[:, :, None] + np.arange(b)[None, None, :]).reshape(n_boot, k * b)[:, :n] % n
-    means = a[idx].mean(axis=1)
-    tail = (1 - level) / 2
-    out["low"], out["high"] = float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
-    return out
+from tools.learning.sim_stats import (  # noqa: E402,F401  (moved to tools: one place for both)
+    DEFAULT_BLOCK,
+    block_bootstrap_ci,
+    paired_difference,
+)
+from tools.learning.sim_stats import finite_array as _array  # noqa: E402
 
 
 def placebo_summary(placebo_means, observed_means) -> dict:

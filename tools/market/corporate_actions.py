@@ -34,6 +34,7 @@ listed in the data notes with its evidence, and ``split_adjust`` turns detection
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -156,3 +157,37 @@ def adjust_bars(bars: pd.DataFrame, splits: list[Split], upto: pd.Timestamp | No
         out[col] = bars[col].to_numpy(dtype=float) / factors
     out["volume"] = bars["volume"].to_numpy(dtype=float) * factors
     return out
+
+
+def day_key(value: object) -> str:
+    """``YYYY-MM-DD`` of a day given as that string (longer strings cut) or a date/Timestamp."""
+    return value[:10] if isinstance(value, str) else f"{value:%Y-%m-%d}"
+
+
+def due_splits(held: Iterable[str], splits: Mapping[str, Iterable], upto: object) -> list[tuple[str, str, float]]:
+    """``(symbol, ex_date, ratio)`` of the splits of the ``held`` symbols effective on or
+    before ``upto`` (a day), sorted by symbol then ex-date. ``splits`` maps a symbol to
+    objects with ``ex_date`` and ``ratio`` (:class:`Split`); ratios are not checked here
+    (see :func:`split_applies`)."""
+    until = day_key(upto)
+    return sorted((symbol, day_key(split.ex_date), float(split.ratio))
+                  for symbol in held for split in splits.get(symbol, ()) if day_key(split.ex_date) <= until)
+
+
+def split_applies(ratio: float, ex_date: str, last_fill: str | None) -> bool:
+    """Whether a due split converts a held position: a finite positive ``ratio`` (untrusted
+    input: never scale a position by a nonsense ratio), and an ``ex_date`` after the
+    symbol's last fill day (a fill on or after the ex-date was booked in post-split shares,
+    since splits are applied before every fill). ``last_fill`` None or "": never filled.
+    Whether it was applied already is the caller's record."""
+    if not (math.isfinite(ratio) and ratio > 0):
+        return False
+    return not last_fill or last_fill < ex_date
+
+
+def split_position(qty: float, avg_cost: float, ratio: float) -> tuple[float, float]:
+    """A position (shares, USD per share) across a split of ``ratio`` new shares per old:
+    ``(qty * ratio, avg_cost / ratio)``, so its cost and market value are unchanged (no fake
+    P&L). A 1:10 reverse split (0.1) turns 25 shares at 4.0 into 2.5 shares at 40.0; a
+    short's negative quantity keeps its sign."""
+    return qty * ratio, avg_cost / ratio

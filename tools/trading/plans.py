@@ -178,3 +178,83 @@ def days_between(calendar, opened: str, day) -> int:
     """Trading days of ``calendar`` (a sorted DatetimeIndex) in (opened, day]."""
     return int(calendar.searchsorted(pd.Timestamp(day), side="right")
                - calendar.searchsorted(pd.Timestamp(opened), side="right"))
+
+
+def entry_plan(order: Mapping, snapshot: Mapping | None, *, fill_price: float, reference_price: float,
+               fill_date: str, factor: float, max_holding_days: int | None) -> dict:
+    """The plan recorded for an entry fill: the order's plan (levels from D's shares
+    converted to F's by the split ``factor``) at the fill's price, or the ATR rule's. A fill
+    that gapped through the stop or the target moves both by the gap (fill - decision price),
+    so the recorded plan is always coherent and keeps its planned risk per share."""
+    side = order["side"]
+    given = dict(order.get("plan") or {})
+    if given.get("stop") is None:
+        stop, target = default_levels(side, reference_price, float((snapshot or {}).get("atr14") or 0.0))
+        given.update(stop=stop, target=target, levels_from="atr")
+    else:
+        given["stop"] = given["stop"] / factor
+        if given.get("target") is not None:
+            given["target"] = given["target"] / factor
+        d, decided = (1 if side == "BUY" else -1), float(order.get("price") or 0.0) / factor
+        through = d * (fill_price - given["stop"]) <= 0 or (
+            given.get("target") is not None and d * (given["target"] - fill_price) <= 0)
+        if through and decided > 0:  # a gap past a level: keep the planned distances from the fill
+            shift = fill_price - decided
+            given["stop"] += shift
+            given["target"] = None if given.get("target") is None else given["target"] + shift
+            given["reanchored"] = round(shift, 6)
+        if d * (fill_price - given["stop"]) <= 0:  # still incoherent (no decision price): ATR levels
+            given["stop"], given["target"] = default_levels(side, fill_price, float((snapshot or {}).get("atr14") or 0.0))
+    plan = Plan(direction=1 if side == "BUY" else -1, entry=fill_price, stop=given["stop"],
+                target=given.get("target"), horizon_days=given.get("horizon_days") or max_holding_days,
+                opened=fill_date, trailing_pct=given.get("trailing_pct") or None, best=fill_price,
+                thesis=given.get("thesis") or {})
+    return {**plan.as_dict(), "levels_from": given.get("levels_from"), "reanchored": given.get("reanchored")}
+
+
+def plan_levels(side: str, strategist_action: str | None, stop_loss: float | None, exit_price: float | None,
+                close: float, atr: float) -> tuple[float, float | None, str]:
+    """Stop, target (USD per share of D) and their source for an order on ``side`` (the
+    RiskAgent's rule): the StrategyAgent's ``stop_loss`` and ``exit`` when it called that
+    side (``source`` "strategy"; its target may be None), else :func:`default_levels` on
+    that side from D's ``close`` and ATR (``source`` "atr"), never the other side's stop."""
+    if strategist_action == side and stop_loss is not None:
+        return float(stop_loss), None if exit_price is None else float(exit_price), "strategy"
+    stop, target = default_levels(side, close, atr)
+    return stop, target, "atr"
+
+
+PLAN_PRICE_KEYS = ("entry", "stop", "target", "best")
+
+
+def in_plan_units(plan: Mapping, units: float) -> dict:
+    """An add's plan (entry, stop, target, best in USD per share of its fill day) in the share
+    units of the open plan it joins: prices multiplied by ``units`` (the open plan's shares
+    per fill-day share: 2.0 when a 2:1 split came after the plan opened, 0.1 after a 1:10
+    reverse split). A missing (None) level stays None; ``units`` 1.0 returns a copy as is."""
+    if units == 1.0:
+        return dict(plan)
+    return {**plan, **{k: plan[k] * units for k in PLAN_PRICE_KEYS if isinstance(plan.get(k), int | float)}}
+
+
+def merge_add(current: Mapping, added: Mapping) -> dict:
+    """The open plan after an add (both in the open plan's units, see :func:`in_plan_units`):
+    the add's stop replaces the current one only when it is tighter (a long's higher, a
+    short's lower) or there is none; everything else stays (entry, opening day, horizon),
+    so adding never loosens a plan nor extends a trade's life."""
+    merged = dict(current)
+    new, old, d = added.get("stop"), current.get("stop"), current.get("direction", 1)
+    if new is not None and (old is None or d * (new - old) > 0):
+        merged["stop"] = new
+    return merged
+
+
+def review_qty(verdict: str, held: float, reduce_fraction: float) -> float | None:
+    """Shares an exit review's verdict trades (shares of the decision day, unsigned): all of
+    ``held`` for EXIT, ``reduce_fraction`` of it rounded to 1e-8 for REDUCE, None for HOLD or
+    when nothing is held (|held| <= 1e-9). A REDUCE that would leave dust is not rounded up
+    here: the broker's fill (:func:`tools.trading.fills.order_fill`) closes such a position
+    to zero on the fill day, in that day's shares and prices."""
+    if verdict == "HOLD" or abs(held) <= 1e-9:
+        return None
+    return abs(held) if verdict == "EXIT" else round(abs(held) * reduce_fraction, 8)
