@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 ARGS   ?=
 
-.PHONY: run test install install-dev local-llm lint bench dashboard clean
+.PHONY: run test install install-dev local-llm rl lint bench dashboard clean
 
 # Recipes of `run`'s prerequisites are silent (@, pip --quiet, its notices on stderr), so
 # `make run ARGS="--json"` prints only the JSON document on stdout.
@@ -18,7 +18,7 @@ $(VENV)/.installed: $(VENV)/bin/python pyproject.toml
 	@touch $@
 
 $(VENV)/.installed-dev: $(VENV)/bin/python pyproject.toml
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,postgres]"
 	@touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed
@@ -30,6 +30,12 @@ install-dev: $(VENV)/.installed-dev
 CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 local-llm: install
 	CMAKE_ARGS="$(CMAKE_ARGS)" $(PY) -m pip install --quiet -e ".[local]"
+
+## The RL controller (extra `rl`): torch's CPU wheel first (pinned: an unpinned torch pulls a
+## multi-GB CUDA build), then stable-baselines3 and gymnasium.
+rl: install
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[rl]"
 
 ## One trading cycle on the embedded replay data (no API key, no Ollama needed).
 run: install
