@@ -16,10 +16,11 @@ from nodes.trading_plans import plan_exits
 from tools.data_source import market_dataset
 
 
-def world(tmp_path, split: float | None, **settings):
+def world(tmp_path, split: float | None, database_url: str | None = None, **settings):
     csv = tmp_path / "m.csv"
     frame_with(split).to_csv(csv, index=False)
-    s = VoltSettings(home=tmp_path / "home", data_csv=csv, models=[], min_order_notional=1.0, **settings)
+    s = VoltSettings(home=tmp_path / "home", data_csv=csv, models=[], min_order_notional=1.0,
+                     database_url=database_url, **settings)
     ds = market_dataset(s)
     ledger = Ledger(s.ledger_path)
     ledger.ensure_portfolio("main", 100000.0)
@@ -37,8 +38,8 @@ def cycle(ds, i: int, side: str, qty: float, kind: str, plan=None) -> dict:
             "decisions": [{"symbol": "SPL", "consensus": {"confidence": 0.6}, "order": order}]}
 
 
-def test_an_exit_booked_before_a_restart_bars_the_agents_order(tmp_path, clean_env):
-    s, ds, ledger, rt = world(tmp_path, None, allow_short=True)
+def test_an_exit_booked_before_a_restart_bars_the_agents_order(tmp_path, clean_env, backend):
+    s, ds, ledger, rt = world(tmp_path, None, backend.url, allow_short=True)
     execution_agent(cycle(ds, 50, "BUY", 50, "entry", lambda c: {"stop": c * 0.999, "target": c * 1.5}), rt)
     state = cycle(ds, 51, "SELL", 50, "exit_review")
     # the first attempt crashed right after the plan exit was booked (and its plan closed)
@@ -51,8 +52,8 @@ def test_an_exit_booked_before_a_restart_bars_the_agents_order(tmp_path, clean_e
     assert "SPL" not in ledger.account("main").positions  # no short opened by the review's SELL
 
 
-def test_a_rebooked_closing_fill_opens_no_phantom_plan(tmp_path, clean_env):
-    s, ds, ledger, rt = world(tmp_path, None, allow_short=True)
+def test_a_rebooked_closing_fill_opens_no_phantom_plan(tmp_path, clean_env, backend):
+    s, ds, ledger, rt = world(tmp_path, None, backend.url, allow_short=True)
     execution_agent(cycle(ds, 50, "BUY", 50, "entry", lambda c: {"stop": c * 0.5, "target": c * 1.5}), rt)
     state = cycle(ds, 51, "SELL", 50, "exit_review")
     execution_agent(state, rt)
@@ -63,8 +64,8 @@ def test_a_rebooked_closing_fill_opens_no_phantom_plan(tmp_path, clean_env):
     assert [e["kind"] for e in plan["events"]] == ["entry", "exit"]
 
 
-def test_an_add_across_a_split_compares_stops_in_the_plans_units(tmp_path, clean_env):
-    s, ds, ledger, rt = world(tmp_path, 2.0, allow_short=True)
+def test_an_add_across_a_split_compares_stops_in_the_plans_units(tmp_path, clean_env, backend):
+    s, ds, ledger, rt = world(tmp_path, 2.0, backend.url, allow_short=True)
     stop = lambda c: {"stop": c * 1.10, "target": c * 0.8}  # noqa: E731 (a short's plan)
     execution_agent(cycle(ds, SPLIT_AT - 5, "SELL", 50, "entry", stop), rt)
     before = ledger.open_plans("main")["SPL"]["plan"]["stop"]

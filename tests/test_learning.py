@@ -128,11 +128,12 @@ def test_right_agent_gains_weight_wrong_agent_loses_and_no_threshold_without_evi
     assert store.parameter_changes(settings.portfolio) == []  # no significant evidence yet
 
 
-def test_a_threshold_is_proposed_on_significant_evidence_and_not_adopted_without_a_replay(market_csv, settings_for):
+def test_a_threshold_is_proposed_on_significant_evidence_and_not_adopted_without_a_replay(market_csv, settings_for,
+                                                                                           backend):
     from nodes.agent_improver import agent_improver
     from nodes.learning_agent import default_profiles
 
-    settings = settings_for(market_csv)
+    settings = settings_for(market_csv, database_url=backend.url)
     store = LearningStore(settings.ledger_path)
     weeks = [f"{d:%Y-%m-%d}" for d in pd.date_range("2020-01-06", periods=12, freq="W-MON")]
     _seed_predictions(store, "main", "strategy_agent", weeks[:7], [False] * 7)
@@ -157,11 +158,11 @@ def test_a_threshold_is_proposed_on_significant_evidence_and_not_adopted_without
     assert agent_improver({"portfolio_id": "main", "as_of": day, "cycle_id": "x"}, _runtime(off)) == {"improvements": []}
 
 
-def test_learning_off_keeps_equal_frozen_weights(tmp_path, settings_for):
+def test_learning_off_keeps_equal_frozen_weights(tmp_path, settings_for, backend):
     csv = tmp_path / "up.csv"
     trend_csv(csv, drift=1.0)
     model = scripted({"strategy": {"action": "SELL", "confidence": 0.8, "stop_loss": 1000.0}})
-    settings = settings_for(csv, top_k=2, horizon_days=2, learning=False)
+    settings = settings_for(csv, top_k=2, horizon_days=2, learning=False, database_url=backend.url)
     for _ in range(5):
         state = run_cycle(settings, chat_model_factory=lambda s: model).state
     assert set(state["weights"].values()) == {1.0}
@@ -170,13 +171,14 @@ def test_learning_off_keeps_equal_frozen_weights(tmp_path, settings_for):
     assert not (settings.home / "chroma").exists()
 
 
-def test_lessons_from_wrong_calls_reach_later_prompts(tmp_path, settings_for):
+def test_lessons_from_wrong_calls_reach_later_prompts(tmp_path, settings_for, backend):
     csv = tmp_path / "down.csv"
     # scored against the universe (#12): BBB rises, so AAA's fall is a loss against it too
     trend_csv(csv, drift=-1.0, drifts={"AAA": -1.0, "BBB": 1.0})
     model = scripted({"market": {"direction": "BULLISH"}, "strategy": {"action": "BUY", "confidence": 0.9}})
     # AAA's 3-day excess return is about -2.9% here: a lesson from 2% against the call
-    settings = settings_for(csv, top_k=1, horizon_days=3, watchlist=["AAA"], lesson_min_error=0.02)
+    settings = settings_for(csv, top_k=1, horizon_days=3, watchlist=["AAA"], lesson_min_error=0.02,
+                            database_url=backend.url)
     for _ in range(7):
         state = run_cycle(settings, chat_model_factory=lambda s: model).state
     assert any(a == "learning" for a, *_ in model.calls)  # the reflection step asked the model
@@ -350,12 +352,14 @@ def test_store_survives_restart_and_schema_upgrade(tmp_path, monkeypatch):
     assert LearningStore(path).accuracy_table("main")[0]["accuracy"] == 1.0
 
 
-def test_learning_cli_report(tmp_path, settings_for, capsys):
+def test_learning_cli_report(tmp_path, settings_for, capsys, backend, monkeypatch):
     from graph.learning import main
 
     csv = tmp_path / "up.csv"
     trend_csv(csv, drift=1.0)
-    settings = settings_for(csv, top_k=2, horizon_days=2, models=[])
+    settings = settings_for(csv, top_k=2, horizon_days=2, models=[], database_url=backend.url)
+    if backend.url:  # the CLI reads its settings from the environment, as a user's shell sets them
+        monkeypatch.setenv("VOLT_DATABASE_URL", backend.url)
     for _ in range(4):
         run_cycle(settings)
     assert main(["--home", str(settings.home), "--data-csv", str(csv)]) == 0
@@ -364,7 +368,8 @@ def test_learning_cli_report(tmp_path, settings_for, capsys):
                      "strategy_agent", "cumulative Brier loss", "per prompt version", "profiles (version",
                      "parameter changes", "top error patterns", "performance:"):
         assert expected in out, expected
-    assert main(["--home", str(tmp_path / "nothing")]) == 2
+    if backend.url is None:  # (with a database URL the ledger is not in the home: any home reads it)
+        assert main(["--home", str(tmp_path / "nothing")]) == 2
     capsys.readouterr()
     assert main(["--home", str(settings.home), "--data-csv", str(csv), "--json"]) == 0
     import json
@@ -374,11 +379,12 @@ def test_learning_cli_report(tmp_path, settings_for, capsys):
     assert {e["agent"] for e in report["prompt_versions"]} >= {"strategy_agent", "market_agent"}
 
 
-def test_each_switch_turns_off_one_part(tmp_path, settings_for):
+def test_each_switch_turns_off_one_part(tmp_path, settings_for, backend):
     csv = tmp_path / "updown.csv"
     trend_csv(csv, drift=1.0, drifts={"AAA": 1.0, "BBB": -1.0})
     model = scripted({"strategy": {"action": "SELL", "confidence": 0.8, "stop_loss": 1000.0}})
-    settings = settings_for(csv, top_k=2, horizon_days=2, learn_weights=False, learn_memory=False)
+    settings = settings_for(csv, top_k=2, horizon_days=2, learn_weights=False, learn_memory=False,
+                            database_url=backend.url)
     for _ in range(4):
         state = run_cycle(settings, chat_model_factory=lambda s: model).state
     assert set(state["weights"].values()) == {1.0} and state["learning"]["resolved"] > 0
