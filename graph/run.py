@@ -51,12 +51,13 @@ from memory.storage import ensure_dir, kind_of
 from nodes.prepare_cycle import iso_day, live_as_of, resolve_as_of
 from tools.alt_data import AltDataProvider
 from tools.data_source import market_dataset, set_live_dataset
-from tools.finnhub_alt_data import FinnhubAltData
-from tools.finnhub_gateway import breaker_counts, open_gateway
-from tools.live_market import fresh_quote_symbols, latest_price, load_live_dataset
+from tools.finnhub.alt_data import FinnhubAltData
+from tools.finnhub.errors import breaker_counts
+from tools.finnhub.gateway import open_gateway
+from tools.finnhub.live_market import fresh_quote_symbols, latest_price, load_live_dataset
+from tools.finnhub.trade_stream import TradeStream
 from tools.market import DataOptions
 from tools.market_data import MarketDataset, SymbolIssue, load_dataset
-from tools.trade_stream import TradeStream
 
 log = logging.getLogger("volt.run")
 

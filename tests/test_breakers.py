@@ -26,7 +26,8 @@ from memory.breakers import (
 )
 from memory.ops_db import close_all, ops_path
 from tools.circuit import Breaker, BreakerOpen
-from tools.finnhub_gateway import FinnhubBreakerOpen, FinnhubGateway, FinnhubTemporaryError
+from tools.finnhub.errors import FinnhubBreakerOpen, FinnhubTemporaryError
+from tools.finnhub.gateway import FinnhubGateway
 
 KEY = "sk-TEST-KEY-123"
 

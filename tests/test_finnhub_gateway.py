@@ -18,16 +18,15 @@ import pytest
 from graph.errors import OperationalError, TemporaryError
 from graph.secrets import MissingApiKeyError, finnhub_api_key, redact
 from tests.fake_finnhub import FakeFinnhub
-from tools.finnhub_gateway import (
+from tools.finnhub.cache import cache_key
+from tools.finnhub.errors import (
     EndpointUnavailable,
     FinnhubError,
-    FinnhubGateway,
     FinnhubNetworkError,
     FinnhubRateLimited,
-    RateLimiter,
-    cache_key,
-    open_gateway,
 )
+from tools.finnhub.gateway import FinnhubGateway, open_gateway
+from tools.finnhub.throttle import RateLimiter
 
 KEY = "sk-TEST-KEY-123"
 

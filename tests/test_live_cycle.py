@@ -78,7 +78,7 @@ def test_stale_feed_symbol_is_neither_decided_on_nor_filled(fake, tmp_path, monk
 
     from graph.run import run_cycle
     from graph.settings import VoltSettings
-    from tools.trade_stream import LiveBarBuilder, TradeStream
+    from tools.finnhub.trade_stream import LiveBarBuilder, TradeStream
 
     monkeypatch.setenv("FINNHUB_API_KEY", KEY)
     builder = LiveBarBuilder()
@@ -118,7 +118,7 @@ def test_a_fresh_quote_stands_in_for_a_symbol_without_stream_trades(fake, tmp_pa
 
     from graph.run import run_cycle
     from graph.settings import VoltSettings
-    from tools.trade_stream import LiveBarBuilder, TradeStream
+    from tools.finnhub.trade_stream import LiveBarBuilder, TradeStream
 
     monkeypatch.setenv("FINNHUB_API_KEY", KEY)
     builder = LiveBarBuilder()
@@ -143,7 +143,7 @@ def test_all_stale_is_no_cycle_and_the_day_stays_open(fake, tmp_path, monkeypatc
     from graph.run import run_cycle
     from graph.settings import VoltSettings
     from memory.ledger import Ledger
-    from tools.trade_stream import TradeStream
+    from tools.finnhub.trade_stream import TradeStream
 
     monkeypatch.setenv("FINNHUB_API_KEY", KEY)
     for symbol in ("AAPL", "MSFT"):

@@ -11,8 +11,8 @@ import pytest
 
 from graph.errors import DataError, OperationalError
 from tests.fake_finnhub import FakeFinnhub, FakeTradeServer
-from tools.finnhub_gateway import FinnhubGateway
-from tools.live_market import (
+from tools.finnhub.gateway import FinnhubGateway
+from tools.finnhub.live_market import (
     SOURCE_CANDLES,
     SOURCE_STREAM,
     LiveDataError,
@@ -21,7 +21,7 @@ from tools.live_market import (
     latest_price,
     load_live_dataset,
 )
-from tools.trade_stream import LiveBarBuilder, TradeStream
+from tools.finnhub.trade_stream import LiveBarBuilder, TradeStream
 from tools.universe import select_candidates
 
 KEY = "sk-TEST-KEY-123"

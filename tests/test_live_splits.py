@@ -10,8 +10,8 @@ import pytest
 
 from memory.ledger import FillRecord, Ledger
 from tests.fake_finnhub import FakeFinnhub
-from tools.finnhub_gateway import FinnhubGateway
-from tools.live_market import load_live_dataset
+from tools.finnhub.gateway import FinnhubGateway
+from tools.finnhub.live_market import load_live_dataset
 from tools.portfolio import value_account
 
 KEY = "sk-TEST-KEY-123"

@@ -17,7 +17,7 @@ import pytest
 from conftest import eventually as wait_until
 
 from tests.fake_finnhub import FakeTradeServer
-from tools.trade_stream import MAX_AHEAD_S, LiveBarBuilder, TradeStream, parse_trade
+from tools.finnhub.trade_stream import MAX_AHEAD_S, LiveBarBuilder, TradeStream, parse_trade
 
 KEY = "sk-HOSTILE-TEST-KEY-42"
 NOW_MS = int(time.time() * 1000)

@@ -11,7 +11,7 @@ import pytest
 from conftest import eventually
 
 from tests.fake_finnhub import FakeTradeServer
-from tools.trade_stream import LiveBarBuilder, Trade, TradeStream
+from tools.finnhub.trade_stream import LiveBarBuilder, Trade, TradeStream
 
 KEY = "sk-TEST-KEY-123"
 

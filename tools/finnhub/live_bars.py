@@ -5,7 +5,7 @@ untrusted trade item of Finnhub's stream.
 intraday bars (``interval_minutes``), per symbol, and knows when each symbol last traded:
 ``is_stale(symbol, now, max_age_s)`` is true when no trade arrived for ``max_age_s``
 seconds, so nothing trades on an old price. It keeps whatever symbols it is given:
-:class:`~tools.trade_stream.TradeStream` hands it only the subscribed ones.
+:class:`~tools.finnhub.trade_stream.TradeStream` hands it only the subscribed ones.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from tools.finnhub_gateway import CANDLE_COLUMNS, empty_bars
+from tools.finnhub.responses import CANDLE_COLUMNS, empty_bars
 
 EXCHANGE_TZ = "America/New_York"
 # Trade times (epoch ms) outside [2000-01-01, 2100-01-01) are not trades of this era (and some

@@ -22,7 +22,7 @@ stream stops with ``status == "failed"``); every symbol is subscribed again on r
 The key is only in the URL handed to websocket-client: logs, ``last_error`` and exceptions
 show the URL redacted.
 
-:class:`~tools.live_bars.LiveBarBuilder` (re-exported here) turns the trades into daily and
+:class:`~tools.finnhub.live_bars.LiveBarBuilder` (re-exported here) turns the trades into daily and
 intraday bars and knows when each symbol last traded (the stale-feed check).
 """
 
@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable
 import websocket
 
 from graph.secrets import install_log_redaction, redact
-from tools.live_bars import (  # re-exported: callers import the builder from here
+from tools.finnhub.live_bars import (  # re-exported: callers import the builder from here
     EXCHANGE_TZ,
     MAX_AHEAD_S,
     LiveBarBuilder,

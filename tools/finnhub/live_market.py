@@ -2,7 +2,7 @@
 
 :func:`load_live_dataset` asks Finnhub for each watchlist symbol's daily candles. When the
 plan refuses candles (the free plan does), the bars come from the trade stream's
-:class:`~tools.trade_stream.LiveBarBuilder` plus today's quote (its open/high/low/current
+:class:`~tools.finnhub.live_bars.LiveBarBuilder` plus today's quote (its open/high/low/current
 price as today's bar), and one note says so. Either way the frame goes through
 :func:`tools.market_data.dataset_from_frame`, so validation and point-in-time slicing are
 exactly those of the replay; a symbol with too little history then gets the usual
@@ -21,19 +21,14 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 
 from graph.errors import DataError, OperationalError
-from tools.finnhub_gateway import (
-    STOCK_CANDLE,
-    STOCK_SPLIT,
-    EndpointUnavailable,
-    FinnhubError,
-    FinnhubGateway,
-)
+from tools.finnhub.errors import EndpointUnavailable, FinnhubError
+from tools.finnhub.gateway import STOCK_CANDLE, STOCK_SPLIT, FinnhubGateway
+from tools.finnhub.live_bars import EXCHANGE_TZ
 from tools.market import DataOptions
 from tools.market_data import MarketDataset, Split, SymbolIssue, dataset_from_frame
-from tools.trade_stream import EXCHANGE_TZ
 
 if TYPE_CHECKING:
-    from tools.trade_stream import TradeStream
+    from tools.finnhub.trade_stream import TradeStream
 
 SOURCE_CANDLES = "finnhub live: daily candles"
 SOURCE_STREAM = "finnhub live: trade stream + quotes"

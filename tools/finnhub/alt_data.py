@@ -11,7 +11,8 @@ from datetime import date, timedelta
 
 import pandas as pd
 
-from tools.finnhub_gateway import FinnhubError, FinnhubGateway
+from tools.finnhub.errors import FinnhubError
+from tools.finnhub.gateway import FinnhubGateway
 
 log = logging.getLogger("volt.finnhub")
 NEWS_DAYS = 7
