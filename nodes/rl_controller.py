@@ -1,7 +1,7 @@
 """RL controller: once per cycle, a learned size multiplier for the cycle's entries and adds.
 
 Off by default (``VOLT_RL_CONTROLLER``). On: the observation
-(:func:`tools.learning.rl_features.observation`: drawdown, exposure, cash, the market's
+(:func:`tools.learning.rl_features.cycle_observation`: drawdown, exposure, cash, the market's
 volatility and trend, the previous cycle's calibrated mean signal and return) goes to the
 policy at ``VOLT_RL_POLICY`` (default ``$VOLT_HOME/rl/policy.zip``), which picks a multiplier;
 it is clipped to ``[0, 1.5]`` and put in the cycle state as ``rl_multiplier``. RiskAgent
@@ -24,7 +24,7 @@ from graph.context import VoltContext
 from graph.state import CycleState
 from memory import rl_store
 from memory.ledger import Ledger
-from tools.learning.rl_features import mean_calibrated_signal, observation
+from tools.learning.rl_features import cycle_observation, mean_calibrated_signal
 from tools.learning.rl_policy import NEUTRAL, PolicyUnavailable, applied_multiplier, load_policy
 
 log = logging.getLogger("volt.rl")
@@ -39,22 +39,21 @@ def _warn_once(text: str) -> None:
 
 
 def live_features(state: CycleState, ledger: Ledger) -> dict[str, float]:
-    """The observation of this cycle from its state (portfolio before the cycle, market
-    context) and the ledger's previous completed cycle (its return, its predictions)."""
+    """The observation of this cycle (:func:`tools.learning.rl_features.cycle_observation`,
+    the function the training replay calls too) from its state (the portfolio before the
+    cycle, valued at D's close; D's market context) and the ledger's previous completed cycle
+    (its equity and reward, its predictions' mean calibrated signal)."""
     portfolio, day = state["portfolio_id"], state["as_of"]
-    before = state.get("portfolio_before") or {}
     previous = ledger.last_completed_cycle(portfolio, before=day)
-    recent, signal = 0.0, 0.0
+    signal = 0.0
     if previous is not None:
-        base = float(previous["equity"]) - float(previous["reward"])
-        recent = float(previous["reward"]) / base if base > 0 else 0.0
         prev_day = previous["as_of"]
         rows = rl_store.cycle_predictions(ledger.path, portfolio, prev_day)
         if rows:
             signal = mean_calibrated_signal(rows, rl_store.resolved_history(ledger.path, portfolio, prev_day), prev_day)
-    return observation(equity=before.get("equity", 0.0), peak_equity=before.get("peak_equity", 0.0),
-                       gross_exposure=before.get("gross_exposure", 0.0), cash=before.get("cash", 0.0),
-                       market_context=state.get("market_context"), mean_signal=signal, recent_return=recent)
+    return cycle_observation(portfolio_before=state.get("portfolio_before") or {},
+                             market_context=state.get("market_context"), previous_cycle=previous,
+                             previous_signal=signal)
 
 
 def rl_controller(state: CycleState, runtime: Runtime[VoltContext]) -> dict:

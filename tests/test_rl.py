@@ -353,3 +353,51 @@ def test_rl_arm_is_opt_in_needs_on_and_runs_after_the_others():
     effect = rl_effect([cell(0, [0.5, 0.5], False), cell(1, [0.01, 0.01], True)], seed=0)
     assert (effect["trained_cells"], effect["untrained_cells"]) == (1, 1)
     assert effect["mean_daily"] == pytest.approx(0.01)  # the untrained cell is left out
+
+
+# -- train/serve: the replay observes what the graph observed ------------------------------------
+@requires_rl
+def test_the_replay_observes_exactly_what_the_graph_observed(tmp_path):
+    """A real backtest (priors, five symbols) with the controller on and a recorded PPO policy;
+    the replay of its ledger, from the first day and from mid-history (an episode start), must
+    build every day's observation equal, feature by feature, to the one the graph recorded."""
+    from graph.backtest import BacktestConfig, run_backtest
+    from graph.rl import home_replay
+    from graph.simulate import resolve_settings
+    from tools.learning.rl_env import SizeMultiplierEnv, features_of, next_decision
+
+    policy = _greedy_policy(tmp_path / "policy" / "policy.zip", MULTIPLIERS.index(1.5))
+    out = tmp_path / "bt"
+    cfg = BacktestConfig(start="2010-04-08", end="2010-05-21", symbols=["GIS", "DHR", "ETFC", "JPM", "AAPL"],
+                         models=[], top_k=5, cache=False, frozen_baseline=False,
+                         settings_overrides={"max_holding_days": 6, "rl_controller": True, "rl_policy": str(policy)})
+    run_backtest(cfg, out, reports=False)
+    settings = resolve_settings(out, None)
+    recorded = {r["as_of"]: r for r in rl_store.actions(settings.ledger_path, settings.portfolio)}
+    assert {r["policy"] for r in recorded.values()} == {rl_policy.policy_id(policy)}
+    replay = home_replay(settings)
+    assert replay.days == sorted(recorded) and len(replay.days) >= 25
+    seen = np.array([[recorded[d]["observation"][n] for n in FEATURE_NAMES] for d in replay.days])
+    # a meaningful run: held positions, a drawdown, non-zero returns and signals on some days
+    for name in ("drawdown", "gross_exposure", "recent_reward", "mean_signal", "market_vol"):
+        assert np.any(seen[:, FEATURE_NAMES.index(name)] != 0.0), name
+
+    def replayed_from(start: int) -> int:
+        state, checked = replay.simulator.reset(start=start), 0
+        while not state.done:
+            day = replay.days[next_decision(state)]
+            features, live = features_of(replay, state), recorded[day]["observation"]
+            for name in FEATURE_NAMES:
+                assert features[name] == pytest.approx(live[name], abs=1e-9), (day, name, features[name], live[name])
+            state, checked = replay.simulator.step(size_multiplier=1.0), checked + 1
+        return checked
+
+    n = len(replay.days)
+    assert replayed_from(0) == n
+    assert replayed_from(n // 2) == n - n // 2  # an episode starting mid-history: its first return too
+    # the environment's own observations (float32) are the recorded ones
+    env = SizeMultiplierEnv([replay], episode_days=n)
+    obs, _ = env.reset(options={"replay": 0, "start": 3})
+    for day in replay.days[3:8]:
+        assert obs == pytest.approx(as_vector(recorded[day]["observation"]), abs=1e-6), day
+        obs, *_ = env.step(MULTIPLIERS.index(1.0))

@@ -94,6 +94,27 @@ def test_no_change_reproduces_the_ledger_exactly(recorded):
     assert equities == result.equity
 
 
+def test_asking_for_the_next_decisions_inputs_changes_nothing(recorded):
+    """What the RL observation reads before each day (the pre-cycle valuation, splits by D
+    applied, and the previous cycle) leaves the no-change replay exact, across GIS's split;
+    the previous cycle is the ledger's, to the 1e-6 USD it stores."""
+    history, dataset, settings = recorded
+    sim = DecisionSimulator(history, dataset, settings)
+    expected = sim.run().equity
+    state, equities = sim.reset(), []
+    assert sim.previous_cycle() is None
+    while not state.done:
+        i = len(equities)
+        before = sim.portfolio_before()
+        assert before["as_of"] == history.days[i].as_of
+        previous = sim.previous_cycle()
+        if i:
+            assert previous["as_of"] == history.days[i - 1].as_of and previous["equity"] == history.days[i - 1].equity
+        state = sim.step(1.0)
+        equities.append(state.equity)
+    assert equities == expected and sim.portfolio_before() is None
+
+
 def test_a_broken_cost_model_is_caught(recorded):
     """The check above is not vacuous: a replay without the fee, or without slippage, differs."""
     history, dataset, settings = recorded

@@ -10,16 +10,19 @@ the graph: exits never scaled), and the day's result is the reward::
              - drawdown_penalty * max(0, drawdown_after - drawdown_before)
 
 ``drawdown_penalty`` defaults to :data:`DRAWDOWN_PENALTY` (0.1: a 1 % deeper drawdown costs
-0.1 % of reward on top of the loss itself). Observation (:func:`features_of`,
-:mod:`tools.learning.rl_features`) for the next decision day D: the simulated portfolio after
-the day before (marked on D, its fill day; the live node values it at D's close), D's market
-context (precomputed by the caller with the function the live cycle uses) and the mean
+0.1 % of reward on top of the loss itself). Observation (:func:`features_of`) for the next
+decision day D: :func:`tools.learning.rl_features.cycle_observation`, the function the live
+node calls, with the inputs the graph's cycle of D has: the simulated portfolio as the graph
+values it before the cycle (at D's close, splits by D applied, the protections' peak), D's
+market context (precomputed by the caller with the function the live cycle uses), the
+previous replayed cycle's return (also at the start of an episode mid-history) and the mean
 signal of the recorded cycle before D.
 
 The simulator is :class:`tools.learning.simulator.DecisionSimulator`: ``days`` (decision days,
 YYYY-MM-DD), ``reset(start, end) -> DayState`` (before day ``start``; the span is
 ``[start, end)``), ``step(size_multiplier) -> DayState`` (after the day), with ``index``,
-``as_of``, ``equity``, ``cash``, ``gross_exposure``, ``peak_equity``, ``drawdown``, ``done``.
+``as_of``, ``equity``, ``cash``, ``gross_exposure``, ``peak_equity``, ``drawdown``, ``done``;
+``portfolio_before()`` and ``previous_cycle()`` (the next decision day's inputs).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from tools.learning.rl_features import HIGH, LOW, as_vector, observation
+from tools.learning.rl_features import HIGH, LOW, as_vector, cycle_observation
 from tools.learning.rl_policy import MULTIPLIERS, multiplier_of
 
 DRAWDOWN_PENALTY = 0.1
@@ -70,16 +73,22 @@ def next_decision(state: Any) -> int:
     return int(state.index) if state.as_of is None else int(state.index) + 1
 
 
-def features_of(replay: Replay, state: Any, recent_return: float) -> dict[str, float]:
-    """The observation for the next decision day D of ``replay`` from the simulator's state
-    (the portfolio after the previous day, marked on D as its fill day), D's market context
-    and the recorded cycle before D's mean signal: what the live node sees on D."""
+def features_of(replay: Replay, state: Any) -> dict[str, float]:
+    """The observation for the next decision day D of ``replay``, ``state`` being the
+    simulator's current state: :func:`tools.learning.rl_features.cycle_observation`, the
+    function the live node calls, with what the graph's cycle of D would see: the portfolio
+    as the graph values it before the cycle (``simulator.portfolio_before()``: at D's close,
+    the protections' peak), D's market context, the previous replayed cycle
+    (``simulator.previous_cycle()``) and its recorded mean signal."""
     days, i = replay.days, next_decision(state)
-    day = days[i] if i < len(days) else None
-    signal = replay.signals.get(days[i - 1], 0.0) if 0 < i <= len(days) else 0.0
-    return observation(equity=state.equity, peak_equity=state.peak_equity, gross_exposure=state.gross_exposure,
-                       cash=state.cash, market_context=replay.market_context.get(day) if day else None,
-                       mean_signal=signal, recent_return=recent_return)
+    sim = replay.simulator
+    before = sim.portfolio_before() if i < len(days) else None
+    if before is None:  # the span is done: the terminal observation is never acted on
+        return cycle_observation(portfolio_before={}, market_context=None, previous_cycle=None, previous_signal=0.0)
+    previous = sim.previous_cycle()
+    signal = replay.signals.get(_day(previous["as_of"]), 0.0) if previous is not None else 0.0
+    return cycle_observation(portfolio_before=before, market_context=replay.market_context.get(days[i]),
+                             previous_cycle=previous, previous_signal=signal)
 
 
 class SizeMultiplierEnv(gym.Env):
@@ -100,10 +109,9 @@ class SizeMultiplierEnv(gym.Env):
         self.action_space = gym.spaces.Discrete(len(MULTIPLIERS))
         self._replay: Replay = self.replays[0]
         self._state: Any = None
-        self._recent = 0.0
 
     def _obs(self) -> np.ndarray:
-        return as_vector(features_of(self._replay, self._state, self._recent))
+        return as_vector(features_of(self._replay, self._state))
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -114,7 +122,6 @@ class SizeMultiplierEnv(gym.Env):
         start = int(options.get("start", self.np_random.integers(first, last - length + 2)))
         end = min(last + 1, start + length)
         self._state = self._replay.simulator.reset(start=start, end=end)
-        self._recent = 0.0
         return self._obs(), {"start": start, "end": end}
 
     def step(self, action):
@@ -126,7 +133,7 @@ class SizeMultiplierEnv(gym.Env):
         reward = day_return - self.drawdown_penalty * deeper
         if not np.isfinite(reward):
             reward = 0.0
-        self._state, self._recent = after, day_return
+        self._state = after
         info = {"as_of": after.as_of, "multiplier": multiplier, "day_return": day_return,
                 "equity": float(after.equity)}
         return self._obs(), float(reward), bool(after.done), False, info
@@ -137,12 +144,11 @@ def rollout(replay: Replay, act: Callable[[dict[str, float]], float] | float, st
     """Replay ``days[start:end]`` acting with ``act(features) -> multiplier`` (or a fixed
     multiplier): the daily returns, the multipliers used and the total return."""
     state = replay.simulator.reset(start=start, end=end)
-    returns, used, recent = [], [], 0.0
+    returns, used = [], []
     while not state.done:
-        m = float(act) if isinstance(act, int | float) else float(act(features_of(replay, state, recent)))
+        m = float(act) if isinstance(act, int | float) else float(act(features_of(replay, state)))
         nxt = replay.simulator.step(size_multiplier=m)
-        recent = float(nxt.equity) / float(state.equity) - 1.0 if state.equity > 0 else 0.0
-        returns.append(recent)
+        returns.append(float(nxt.equity) / float(state.equity) - 1.0 if state.equity > 0 else 0.0)
         used.append(m)
         state = nxt
     return {"returns": returns, "multipliers": used, "days": len(returns),

@@ -1,10 +1,12 @@
 """The RL controller's observation: a few cycle-level numbers, the same live and in replay.
 
-Pure functions of numbers the live cycle has (the portfolio before the cycle, the market
-context of ``nodes.alt_data_ingestion.market_context``, the ledger's previous cycle) and the
-replay has (the simulator's day state, the same market context from the data set, the
-recorded predictions). Fixed order, names and bounds (:data:`FEATURES`); every value is
-finite and clipped to its bounds, so a bad input (NaN, a zero equity) never reaches a policy.
+Pure functions. :func:`cycle_observation` is the one both paths call with the same inputs:
+the portfolio as the graph values it before the cycle of D (at D's last close), the market
+context of ``nodes.alt_data_ingestion.market_context`` at D, the previous completed cycle and
+its mean calibrated signal; live from the cycle state and the ledger, in replay from the
+decision simulator (``portfolio_before()``, ``previous_cycle()``) and the recorded
+predictions. Fixed order, names and bounds (:data:`FEATURES`); every value is finite and
+clipped to its bounds, so a bad input (NaN, a zero equity) never reaches a policy.
 
 =================  ===========================================================  ===========
 name               value                                                        bounds
@@ -73,6 +75,38 @@ def observation(*, equity: float, peak_equity: float, gross_exposure: float, cas
         "recent_reward": 10.0 * _finite(recent_return),
     }
     return {name: float(min(hi, max(lo, _finite(raw[name])))) for name, lo, hi in FEATURES}
+
+
+def previous_return(previous_cycle: Mapping | None) -> float:
+    """The return of the previous cycle (a ledger ``cycles`` row: ``equity`` after it and its
+    ``reward``, both USD) as a fraction of the equity before it; 0 for none or a zero base."""
+    if previous_cycle is None:
+        return 0.0
+    equity, reward = _finite(previous_cycle.get("equity")), _finite(previous_cycle.get("reward"))
+    base = equity - reward
+    return reward / base if base > 0 else 0.0
+
+
+def cycle_observation(*, portfolio_before: Mapping, market_context: Mapping | None,
+                      previous_cycle: Mapping | None, previous_signal: float) -> dict[str, float]:
+    """The observation of the cycle deciding on day D: the one function both the live node
+    (``nodes.rl_controller``) and the training replay (``tools.learning.rl_env``) call, with
+    the same inputs, so a policy is served exactly what it was trained on.
+
+    - ``portfolio_before``: the portfolio as the graph values it before D's cycle
+      (``prepare_cycle``'s ``portfolio_before``; the simulator's ``portfolio_before()``):
+      ``equity``, ``cash``, ``gross_exposure`` in USD with held positions at D's last close,
+      and ``peak_equity``, the drawdown halt's peak.
+    - ``market_context``: ``nodes.alt_data_ingestion.market_context(dataset, D)`` (data up to
+      D's close, nothing after).
+    - ``previous_cycle``: the last completed cycle before D (``equity``, ``reward``; see
+      :func:`previous_return`), None for the first.
+    - ``previous_signal``: that cycle's mean calibrated signal (:func:`mean_calibrated_signal`
+      of its predictions, calibrated from outcomes resolved before its day); 0 without."""
+    return observation(equity=portfolio_before.get("equity", 0.0), peak_equity=portfolio_before.get("peak_equity", 0.0),
+                       gross_exposure=portfolio_before.get("gross_exposure", 0.0),
+                       cash=portfolio_before.get("cash", 0.0), market_context=market_context,
+                       mean_signal=previous_signal, recent_return=previous_return(previous_cycle))
 
 
 def as_vector(features: Mapping[str, float]) -> np.ndarray:

@@ -20,7 +20,9 @@ Alternatives:
 
 A day on the recorded path (nothing differed so far, multiplier 1) uses the recorded
 quantities verbatim. Stepping API (for the RL environment): :attr:`days`, :meth:`reset`,
-:meth:`step`; :meth:`run` replays a span at once. Time: see the report of the issue #12 work.
+:meth:`step`, and what the graph's cycle of the next day would see before it decides
+(:meth:`portfolio_before`, :meth:`previous_cycle`); :meth:`run` replays a span at once.
+Time: see the report of the issue #12 work.
 """
 
 from __future__ import annotations
@@ -214,6 +216,33 @@ class DecisionSimulator:
         state.done = self._i >= self._end
         return state
 
+    def portfolio_before(self) -> dict | None:
+        """The portfolio as the graph values it before the cycle of the next day to step (day
+        ``days[i]``, D), or None when the span is done: the fields of ``prepare_cycle``'s
+        ``portfolio_before`` (:meth:`tools.portfolio.Valuation.as_dict`: ``cash``, ``equity``,
+        ``gross_exposure`` in USD with each held position at D's last close, splits effective
+        by D applied), plus ``as_of`` (D), ``peak_equity`` (the drawdown halt's peak, after any
+        reset) and ``protections``. It applies D's splits to the book as the step then does
+        (once each), so a replay asking for it books exactly what one that does not books."""
+        if self._i >= self._end:
+            return None
+        before, protections = self._decision_side(self._i)
+        return {**before.as_dict(), "as_of": self._records[self._i].as_of,
+                "peak_equity": protections["peak_equity"], "protections": protections}
+
+    def previous_cycle(self) -> dict | None:
+        """The last replayed cycle before the next day to step, as a ledger ``cycles`` row:
+        ``as_of``, ``equity`` (USD after it, marked on its fill day) and ``reward`` (USD: that
+        equity less the one after the cycle before, the starting cash for the first); None
+        before the first recorded day."""
+        equities = self._book.equities
+        if self._i == 0 or not equities:
+            return None
+        # as the ledger has them: portfolio_manager books Valuation.as_dict's equity (1e-6 USD)
+        equity = round(equities[-1], 6)
+        reference = round(equities[-2], 6) if len(equities) >= 2 else self.history.starting_cash
+        return {"as_of": self._records[self._i - 1].as_of, "equity": equity, "reward": equity - reference}
+
     def run(self, multiplier: float | Callable[[DayState], float] = 1.0, *, variant: Variant | None = None,
             start: int = 0, end: int | None = None) -> ReplayResult:
         """Replay ``[start, end)``. ``multiplier``: a constant, or a function of the state before
@@ -272,6 +301,20 @@ class DecisionSimulator:
         self._baseline.append(self._book.copy())
         self._book, self._i, self._end, self._on_path, self._peak = saved
 
+    def _decision_side(self, i: int):
+        """Day ``i``'s decision side as the graph's ``prepare_cycle`` has it: the splits
+        effective by D applied to the book (once each: idempotent), the portfolio valued at D's
+        last close (:class:`tools.portfolio.Valuation`) and the protections' state."""
+        book, ds = self._book, self.dataset
+        as_of = pd.Timestamp(self._records[i].as_of)
+        book.apply_splits(ds, as_of)
+        before = book.valuation(ds, as_of, None)
+        protections = evaluate(ProtectionInput(
+            starting_cash=self.history.starting_cash, equities=list(book.equities),
+            order_history=list(book.order_history), index_return=index_day_return(ds.close_panel, ds.calendar, as_of),
+            settings=self.settings.protections))
+        return before, protections
+
     def _replay_day(self, i: int, m: float, on_path: bool) -> tuple[DayState, list[dict], list[dict]]:
         rec, book, ds, cfg = self._records[i], self._book, self.dataset, self.settings
         day = rec.as_of
@@ -279,14 +322,8 @@ class DecisionSimulator:
         fill_on = ds.fill_day(as_of)
         if fill_on is None:
             raise ValueError(f"{day}: no trading day after it in the data to fill on")
-        # the decision side: splits by D, the portfolio before, the protections
-        book.apply_splits(ds, as_of)
-        before = book.valuation(ds, as_of, None)
+        before, protections = self._decision_side(i)
         self._last_before_equity = before.equity
-        protections = evaluate(ProtectionInput(
-            starting_cash=self.history.starting_cash, equities=list(book.equities),
-            order_history=list(book.order_history), index_return=index_day_return(ds.close_panel, ds.calendar, as_of),
-            settings=cfg.protections))
         candidates = rec.candidates if rec.candidates is not None else [p["symbol"] for p in rec.proposals]
         snapshots = _DaySnapshots(candidates, day, self._snapshot)
         held_at_decision = {s: round(book.held_qty(s), 8) for s in book.account.held()}
