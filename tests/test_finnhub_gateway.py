@@ -403,3 +403,19 @@ def test_redact():
     assert KEY not in clean and "other" not in clean
     assert "symbol=A" in clean and "token=***" in clean and "&x=1" in clean
     assert redact("{'X-Finnhub-Token': 'abc123'}") == "{'X-Finnhub-Token': '***'}"
+
+
+def test_a_request_in_flight_times_out_at_the_cycle_deadline_not_after_its_own_timeout(tmp_path):
+    import time as _time
+
+    with FakeFinnhub() as fake:
+        fake.set_body("quote", lambda p: (_time.sleep(2.0), {"c": 1.0, "t": 1})[1])  # a slow answer
+        gw = FinnhubGateway("test-key", tmp_path / "cache.db", client=fake.client(), max_retries=0,
+                            timeout_s=10.0, ttls={"quote": 0})
+        started = _time.monotonic()
+        with gw.deadline_in(0.5), pytest.raises(TemporaryError):
+            gw.quote("AAA")
+        assert _time.monotonic() - started < 1.5  # the deadline's 0.5 s, not the slow answer's 2 s
+        fake.set_body("quote", {"c": 2.0, "t": 1})
+        assert gw.quote("AAA")["c"] == 2.0  # without a deadline the client's own timeout applies
+        gw.close()

@@ -3,8 +3,9 @@
 - :mod:`~tools.finnhub.gateway`: :class:`FinnhubGateway`, all REST calls (rate limited,
   retried, cached, breaker-guarded, deadline-bound), and ``open_gateway``; with
   :mod:`~tools.finnhub.throttle` (rate limiter, backoff), :mod:`~tools.finnhub.cache`
-  (response cache), :mod:`~tools.finnhub.responses` (Finnhub bodies as VOLT data) and
-  :mod:`~tools.finnhub.errors`;
+  (response cache), :mod:`~tools.finnhub.responses` (Finnhub bodies as VOLT data),
+  :mod:`~tools.finnhub.session` (the key in a header, request timeouts bound by the deadline)
+  and :mod:`~tools.finnhub.errors`;
 - :mod:`~tools.finnhub.trade_stream`: the WebSocket trade stream, feeding
   :mod:`~tools.finnhub.live_bars` (trades into daily and intraday bars);
 - :mod:`~tools.finnhub.live_market`: the live :class:`~tools.market_data.MarketDataset`

@@ -8,7 +8,8 @@ loop needs around it:
 - HTTP 429 (and 5xx): exponential backoff and retry, bounded (``Retry-After`` honoured);
   both in :mod:`tools.finnhub.throttle`;
 - a deadline (:meth:`FinnhubGateway.deadline_in`, the cycle's): no backoff or rate-limit wait
-  goes past it; a call that would have to fails at once with a ``TemporaryError``;
+  goes past it; a call that would have to fails at once with a ``TemporaryError``; a request
+  in flight times out at it (its HTTP timeout is cut to what is left);
 - a circuit breaker per endpoint (:mod:`tools.circuit`): after ``fail_max`` calls in a row
   that ended in rate limiting, a 5xx or no answer, the endpoint is not called for a cool-down
   (:class:`FinnhubBreakerOpen`, no request), then one probe;
@@ -53,6 +54,7 @@ from tools.finnhub.errors import (
     breaker_counts,
     request_error,
 )
+from tools.finnhub.session import bound_request_timeouts, token_to_header
 from tools.finnhub.throttle import PastDeadline, RateLimiter, call_with_backoff
 
 log = logging.getLogger("volt.finnhub")
@@ -73,6 +75,7 @@ FOREX_RATES = "forex/rates"
 
 CACHE_FILE = "finnhub_cache.db"  # in the data directory ($VOLT_HOME)
 MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
+MIN_REQUEST_TIMEOUT_S = 0.05  # a request sent just before the deadline still gets this long
 DEFAULT_TTLS: dict[str, float] = {
     QUOTE: 15.0,
     STOCK_CANDLE: 5 * MINUTE,
@@ -125,7 +128,9 @@ class FinnhubGateway:
         if base_url is not None:
             self._client.API_URL = base_url.rstrip("/")
         self._client.DEFAULT_TIMEOUT = timeout_s
-        _token_to_header(self._client, self._api_key)
+        token_to_header(self._client, self._api_key)
+        self._in_flight = threading.local()  # the deadline of this thread's request, on ``clock``
+        bound_request_timeouts(self._client, self._request_timeout)
         self._sleep = sleep
         self._clock = clock
         # per endpoint; ``memory.breakers.endpoint_breakers`` persists them in ops.db
@@ -146,6 +151,14 @@ class FinnhubGateway:
         self._count_lock = threading.Lock()
 
     # ---- plumbing ---------------------------------------------------------------------------
+
+    def _request_timeout(self, timeout: Any) -> Any:
+        """The HTTP timeout of this thread's request: the client's, cut to what is left before
+        the cycle deadline (at least 0.05 s), so a request in flight never overruns it."""
+        deadline = getattr(self._in_flight, "deadline", None)
+        if deadline is None or not isinstance(timeout, int | float):
+            return timeout
+        return max(MIN_REQUEST_TIMEOUT_S, min(float(timeout), deadline - self._clock()))
 
     def redact(self, text: object) -> str:
         return redact(text, [self._api_key])
@@ -237,10 +250,13 @@ class FinnhubGateway:
         with self._count_lock:
             self.calls += 1
         # Turned into a VOLT error outside the ``except`` block: the original is not chained.
+        self._in_flight.deadline = deadline
         try:
             return call()
         except REQUEST_EXCEPTIONS as exc:
             failure = request_error(endpoint, exc, self.redact)
+        finally:
+            self._in_flight.deadline = None
         if isinstance(failure, EndpointUnavailable):
             self.unavailable.add(endpoint)
         raise failure
@@ -371,21 +387,6 @@ def open_gateway(home: Path, api_key: str | None = None, **kwargs: Any) -> Finnh
 
 
 # ---- helpers -------------------------------------------------------------------------------------
-
-
-def _token_to_header(client: Any, api_key: str) -> None:
-    """Move the key from the session's query parameters to the ``X-Finnhub-Token`` header.
-
-    finnhub-python puts it in ``session.params``, so every URL (in urllib3's DEBUG log, in
-    exception messages) would carry it. Finnhub accepts either.
-    """
-    session = getattr(client, "_session", None)
-    params = getattr(session, "params", None)
-    if isinstance(params, dict) and params.get("token"):
-        token = params.pop("token")
-        session.headers["X-Finnhub-Token"] = token
-    elif session is not None and hasattr(session, "headers") and "X-Finnhub-Token" not in session.headers:
-        session.headers["X-Finnhub-Token"] = api_key
 
 
 def _stock(symbol: str) -> str:
