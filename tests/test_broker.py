@@ -101,3 +101,26 @@ def test_fee_is_a_quarter_percent_of_notional():
     assert fee(1000.0, 0.0) == 0.0
     qty, price = 3.5, fill_price(40.0, "BUY", 0.001)
     assert fee(qty * price, 0.0025) == pytest.approx(3.5 * 40.04 * 0.0025, abs=1e-12)
+
+
+def test_a_short_opened_at_the_fill_is_held_to_the_position_and_gross_exposure_limits():
+    from tools.portfolio import Position
+    from tools.trading.fills import BrokerRules, order_fill
+
+    rules = BrokerRules(fee_rate=0.0, max_slippage=0.0, max_position_pct=0.2, max_gross_exposure_pct=0.5,
+                        min_order_notional=1.0, dust_notional=1.0, allow_short=True)
+    snap = {"volume_avg20": 1e9, "atr_pct": 0.01}
+
+    def short(ordered: float, positions: dict, cash: float = 1000.0):
+        return order_fill(symbol="X", side="SELL", ordered=ordered, kind="entry", reference=10.0, factor=1.0,
+                          snapshot=snap, volume_unit=1.0, cash=cash, positions=positions,
+                          marks={s: p.avg_cost for s, p in positions.items()}, rules=rules)
+
+    # equity 1,000: a short of 50 shares (500 USD) is cut to the 20% position cap, 20 shares
+    assert short(50, {}).qty == pytest.approx(20.0)
+    # adding to a short of 10 shares (100 USD): 10 more reach the cap
+    assert short(50, {"X": Position(-10, 10.0)}, cash=1100.0).qty == pytest.approx(10.0)
+    # 450 USD held long elsewhere (gross 450 of the 500 allowed): only 5 shares of room
+    assert short(50, {"Y": Position(45, 10.0)}, cash=550.0).qty == pytest.approx(5.0)
+    # no room at all: nothing trades (never a short beyond the limits)
+    assert short(50, {"Y": Position(50, 10.0)}, cash=500.0) == "limits at the fill price leave nothing to trade"

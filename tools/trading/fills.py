@@ -109,16 +109,15 @@ def order_fill(*, symbol: str, side: str, ordered: float, kind: str, reference: 
         qty = min(qty, size)
     elif side == "SELL" and not rules.allow_short:
         qty = min(qty, held)
-    if side == "BUY" and opening:
+    if opening:  # a new or larger long or short: the limits again, at the fill price
         values = {s: p.qty * marks.get(s, p.avg_cost) for s, p in positions.items()}
         equity = cash + sum(values.values())
-        room = min(
+        room = [(rules.max_position_pct * equity - abs(values.get(symbol, 0.0))) / price,
+                (rules.max_gross_exposure_pct * equity - sum(abs(v) for v in values.values())) / price]
+        if side == "BUY":  # a short's sale brings cash in; a long's purchase must be paid
             # a hair under the exact cash bound, so float rounding never leaves cash < 0
-            cash / (price * (1 + rules.fee_rate)) * (1 - 1e-12),
-            (rules.max_position_pct * equity - values.get(symbol, 0.0)) / price,
-            (rules.max_gross_exposure_pct * equity - sum(abs(v) for v in values.values())) / price,
-        )
-        qty = min(qty, room)
+            room.append(cash / (price * (1 + rules.fee_rate)) * (1 - 1e-12))
+        qty = min(qty, *room)
         if 0 < qty * price < rules.min_order_notional:
             return (f"below the minimum order notional at the fill price ({qty * price:.2f} < "
                     f"{rules.min_order_notional:g} USD)")
