@@ -142,3 +142,7 @@ def test_a_storage_failure_while_booking_expires_the_order_as_exchange(tmp_path,
     [order] = state["orders"]
     assert order["status"] == "UNFILLED" and order["reason"].startswith("storage failure while booking")
     assert [(r["category"], r["symbol"]) for r in error_rows(settings)] == [("exchange", None)]
+    # and it counts against the trading breaker: the broker could not book it
+    monkeypatch.undo()
+    [cycle] = Ledger(settings.ledger_path).protection_history(settings.portfolio, before="9999-12-31")
+    assert (cycle["orders"], cycle["failed"]) == (1, 1)

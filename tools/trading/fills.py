@@ -31,8 +31,9 @@ if TYPE_CHECKING:
     from tools.market_data import MarketDataset
 
 # An order that did not fill for one of these reasons counts against the trading breaker
-# (the broker could not trade); limits and plan rules are decisions, not failures.
-FAILURE_PREFIXES = ("no bar on", "no live quote", "DATA ", "no fill day")
+# (the broker could not trade, or its booking could not be stored); limits and plan rules
+# are decisions, not failures.
+FAILURE_PREFIXES = ("no bar on", "no live quote", "DATA ", "no fill day", "storage failure while booking")
 
 
 @dataclass(frozen=True)
