@@ -57,9 +57,9 @@ def read_history(ledger_path: Path | str | DatabaseURL, portfolio: str) -> Repla
     """The recorded run of ``portfolio`` in the ledger at ``ledger_path`` (a SQLite file or a
     PostgreSQL URL; KeyError if the portfolio is unknown)."""
     path = as_target(ledger_path)
-    # messages in the order written (a revised proposal's last message wins); SQLite's rowid
-    # breaks a tie of timestamps, PostgreSQL has none
-    message_order = "timestamp, rowid" if isinstance(path, Path) else "timestamp"
+    # messages in the order written (a revised proposal's last message wins): a tie of
+    # timestamps is broken by rowid (SQLite's own; an identity column on PostgreSQL)
+    message_order = "timestamp, rowid"
     with open_db(path) as conn:
         row = conn.execute("SELECT starting_cash FROM portfolios WHERE id=?", (portfolio,)).fetchone()
         if row is None:

@@ -277,3 +277,26 @@ def test_simulate_cli_prints_the_paired_comparison(recorded, backtest_out, capsy
         assert exc.value.code == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_no_change_reproduces_a_postgres_ledger_exactly(tmp_path, pg_url, monkeypatch):
+    """The same backtest with its ledger in PostgreSQL (VOLT_DATABASE_URL): read back from the
+    database, the replay books exactly what the ledger holds there."""
+    from memory.db import DatabaseURL, open_db
+
+    for key in list(__import__("os").environ):
+        if key.startswith("VOLT_"):
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("VOLT_DATABASE_URL", pg_url)
+    cfg = BacktestConfig(start="2010-04-08", end="2010-05-14", symbols=SYMBOLS, models=[], top_k=len(SYMBOLS),
+                         cache=False, frozen_baseline=False, settings_overrides={"max_holding_days": 6})
+    run_backtest(cfg, tmp_path / "bt", reports=False)
+    with open_db(DatabaseURL(pg_url)) as conn:
+        [portfolio] = [r[0] for r in conn.execute("SELECT id FROM portfolios").fetchall()]
+    history = read_history(DatabaseURL(pg_url), portfolio)
+    assert sum(len(d.fills) for d in history.days) > 0
+    from graph.simulate import resolve_settings
+
+    settings = resolve_settings(tmp_path / "bt", None)
+    result = DecisionSimulator(history, market_dataset(settings), SimSettings.from_settings(settings)).run()
+    assert _mismatches(history, result) == []
