@@ -58,6 +58,7 @@ class PgServer:
     def __init__(self, admin_url: str, stop=None):
         self.admin_url = admin_url
         self._stop = stop
+        self.base: Path | None = None  # the cluster's directory, when this session made it
 
     def _admin(self, statement: str) -> None:
         import psycopg
@@ -120,7 +121,20 @@ def start_cluster() -> PgServer:
                        capture_output=True, timeout=60)
         shutil.rmtree(base, ignore_errors=True)
 
-    return PgServer(f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{port}/postgres", stop)
+    server = PgServer(f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{port}/postgres", stop)
+    server.base = base
+    return server
+
+
+def stop_cluster(base: Path) -> None:
+    """Stop the cluster in ``base`` (made by :func:`start_cluster`) and delete it."""
+    bindir = binaries()
+    data = Path(base) / "data"
+    if bindir is not None and data.is_dir():
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+                       capture_output=True, timeout=60)
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def server_or_reason() -> tuple[PgServer | None, str]:
@@ -136,3 +150,17 @@ def server_or_reason() -> tuple[PgServer | None, str]:
         return start_cluster(), ""
     except (RuntimeError, OSError, KeyError, subprocess.TimeoutExpired) as exc:
         return None, f"no PostgreSQL server: {exc}"
+
+
+if __name__ == "__main__":
+    # .ci/run: one cluster for the whole run. `start` prints its admin URL and its directory
+    # (for VOLT_TEST_POSTGRES_URL and for `stop DIR`); the cluster outlives this process.
+    import sys
+
+    if sys.argv[1:2] == ["start"]:
+        started = start_cluster()
+        print(started.admin_url, started.base)
+    elif sys.argv[1:2] == ["stop"] and len(sys.argv) == 3:
+        stop_cluster(Path(sys.argv[2]))
+    else:
+        sys.exit("usage: python tests/pg_server.py start | stop DIR")
