@@ -310,7 +310,9 @@ def run_checks(settings: VoltSettings, args: argparse.Namespace, now: float | No
     checks.append(ledger)
     if not settings.database_url:  # else the same database as volt_db
         guarded("checkpoints_db", lambda: quick_check("checkpoints_db", settings.checkpoint_path, missing="none yet"))
-    guarded("chroma", lambda: quick_check("chroma", home / "chroma" / "chroma.sqlite3",
+    from memory.situation_memory import memory_dir  # deferred, as the other storage imports here
+
+    guarded("chroma", lambda: quick_check("chroma", memory_dir(home, settings.portfolio) / "chroma.sqlite3",
                                           missing="no situation memory yet"))
     guarded("disk", lambda: disk_check(home, args))
     if ledger.status == OK and settings.ledger_path.exists():  # a damaged ledger is said once, above

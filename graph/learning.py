@@ -178,7 +178,7 @@ def rebuild_memory_command(settings: VoltSettings) -> int:
     """``--rebuild-memory``: the portfolio's situation memory, from scratch, from the
     resolved predictions in the learning store (under the portfolio lock: no cycle may add
     to it meanwhile)."""
-    from memory.situation_memory import rebuild_memory
+    from memory.situation_memory import memory_dir, rebuild_memory
 
     with portfolio_lock(settings.home, settings.portfolio, settings.ledger_path):
         n, note = rebuild_memory(settings.home, settings.portfolio, LearningStore(settings.ledger_path),
@@ -186,7 +186,7 @@ def rebuild_memory_command(settings: VoltSettings) -> int:
     if note:
         print(f"warning: {note}", file=sys.stderr)
     print(f"situation memory rebuilt: {n} situations from the learning store "
-          f"(portfolio {settings.portfolio}, {settings.chroma_url or settings.home / 'chroma'})")
+          f"(portfolio {settings.portfolio}, {settings.chroma_url or memory_dir(settings.home, settings.portfolio)})")
     return 0
 
 

@@ -14,7 +14,9 @@ Each worker starts its rounds at a different portfolio (by process id), so two w
 started together do not queue behind the same lock. Replay: a portfolio is finished at the
 end of its data; the worker stops when every portfolio is finished, after ``--cycles`` cycles
 of its own, or on a stop signal. Live: a portfolio whose next session's bar is not there yet
-is skipped until a later round; the worker pauses ``--loop`` seconds between rounds.
+is skipped until a later round; the worker pauses ``--loop`` seconds between rounds. A
+database still busy after its wait (SQLite shared by several writing processes) defers that
+portfolio's cycle to a later round, where it resumes from its checkpoint.
 """
 
 from __future__ import annotations
@@ -26,11 +28,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from graph.daemon import StopRequested, StopSignals
-from graph.errors import CycleDateError, PortfolioBusyError
+from graph.errors import CycleDateError, PortfolioBusyError, StorageError
 from graph.settings import VoltSettings
 from memory.run_lock import portfolio_lock
+from memory.situation_memory import release as release_memory
+from memory.storage import BUSY
 
 log = logging.getLogger("volt.worker")
+MAX_BUSY_IN_A_ROW = 20  # cycles of one portfolio deferred in a row for a busy database, then halt
 
 
 @dataclass
@@ -40,6 +45,7 @@ class WorkerTally:
     cycles: dict[str, int] = field(default_factory=dict)
     finished: set[str] = field(default_factory=set)
     busy_skips: int = 0
+    storage_retries: int = 0  # cycles deferred because the database stayed busy
 
     @property
     def total(self) -> int:
@@ -72,6 +78,7 @@ def run_worker(settings: VoltSettings, portfolios: list[str], *, pause_s: float,
     live: the next bar is not there yet). A stop in the middle of a cycle propagates
     (:class:`StopRequested`) after the lock is released; the cycle resumes on the next start."""
     tally = WorkerTally()
+    busy_in_a_row: dict[str, int] = {}
     live = settings.source == "finnhub"
     round_no = 0
     while not stop.requested.is_set():
@@ -84,9 +91,26 @@ def run_worker(settings: VoltSettings, portfolios: list[str], *, pause_s: float,
             own = settings.model_copy(update={"portfolio": name})
             try:
                 with portfolio_lock(own.home, name, own.ledger_path):
-                    run_one(own, tally.total + 1)
+                    # the embedded memory is opened fresh under the lock and closed before it is
+                    # released: another worker may have written it meanwhile (one process at a time)
+                    release_memory(own.home, name)
+                    try:
+                        run_one(own, tally.total + 1)
+                    finally:
+                        release_memory(own.home, name)
             except PortfolioBusyError:  # another worker owns it right now
                 tally.busy_skips += 1
+                continue
+            except StorageError as exc:
+                # the database busy past its wait (SQLite under several writing processes): a
+                # temporary condition; the cycle resumes from its checkpoint on a later visit
+                # (fills are idempotent). Anything else, or busy too often in a row, halts.
+                if exc.kind != BUSY or busy_in_a_row.get(name, 0) >= MAX_BUSY_IN_A_ROW:
+                    raise
+                busy_in_a_row[name] = busy_in_a_row.get(name, 0) + 1
+                tally.storage_retries += 1
+                print(f"warning: {name}: {exc}; the cycle resumes on a later round", file=sys.stderr, flush=True)
+                log.warning("storage busy, cycle deferred", extra={"portfolio": name, "error": str(exc)})
                 continue
             except CycleDateError as exc:
                 if not live:  # the end of the replay data: this portfolio is done
@@ -97,6 +121,7 @@ def run_worker(settings: VoltSettings, portfolios: list[str], *, pause_s: float,
             except StopRequested:
                 raise
             tally.cycles[name] = tally.cycles.get(name, 0) + 1
+            busy_in_a_row.pop(name, None)
             progressed = True
         if len(tally.finished) == len(portfolios) or (max_cycles is not None and tally.total >= max_cycles):
             return tally

@@ -16,6 +16,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
@@ -161,6 +162,21 @@ def verify(conn: sqlite3.Connection, path: Path, *, damaged: str = LEDGER_DAMAGE
         _checked.add(ident)
 
 
+def _set_wal(conn: sqlite3.Connection, wait_s: float = 30.0) -> None:
+    """``PRAGMA journal_mode=WAL``, retried for ``wait_s`` seconds: the switch needs the file
+    to itself and answers "database is locked" at once, without SQLite's busy wait, when
+    another process (a second worker starting on the same new home) has it open."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def _prepare(conn: sqlite3.Connection, path: Path) -> sqlite3.Connection:
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA foreign_keys=ON")
@@ -170,7 +186,7 @@ def _prepare(conn: sqlite3.Connection, path: Path) -> sqlite3.Connection:
     verify(conn, path)
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version < len(MIGRATIONS):
-        conn.execute("PRAGMA journal_mode=WAL")  # persistent: set once, when the file is new
+        _set_wal(conn)  # persistent: set once, when the file is new
         conn.execute("BEGIN IMMEDIATE")
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]

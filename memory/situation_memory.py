@@ -3,7 +3,8 @@
 A situation document's text is the canonical JSON of its features
 (:mod:`tools.situation_features`); :class:`SituationEmbeddings` maps it to the feature
 vector. That embedding is deterministic and offline: Chroma's default embedding would
-download a model at run time. One collection per portfolio under ``$VOLT_HOME/chroma``, or,
+download a model at run time. One collection per portfolio, each in its own directory
+``$VOLT_HOME/chroma/<portfolio>`` (an embedded store is single-process), or,
 with ``url`` (``VOLT_CHROMA_URL``, e.g. ``http://chroma.lan:8000``), on a ``chroma run``
 server that several workers share (chromadb's HTTP client; the same collection names).
 
@@ -68,6 +69,13 @@ class Neighbour:
     hit: bool
     lesson: str
     distance: float
+
+
+def memory_dir(home: Path, portfolio: str) -> Path:
+    """The portfolio's own embedded memory: ``home/chroma/<portfolio>``. One directory per
+    portfolio because an embedded Chroma store is single-process: with one each, only the
+    process holding the portfolio's lock ever opens it (several workers may share a home)."""
+    return Path(home) / "chroma" / (re.sub(r"[^A-Za-z0-9._-]", "-", portfolio)[:200].strip(".") or "main")
 
 
 def _identity(path: Path) -> tuple | None:
@@ -135,7 +143,7 @@ def _forget(key: str) -> None:
     from chromadb.api.client import SharedSystemClient
 
     _clients.pop(key, None)
-    for memory_key in [k for k in _memories if k[0] == str(Path(key).parent)]:
+    for memory_key in [k for k, m in _memories.items() if m.url is None and str(m.directory.resolve()) == key]:
         _memories.pop(memory_key, None)
     systems = getattr(SharedSystemClient, "_identifier_to_system", None)
     if isinstance(systems, dict):
@@ -148,14 +156,14 @@ def _forget(key: str) -> None:
 
 
 class SituationMemory:
-    """One portfolio's collection: in ``home/chroma``, or on the Chroma server at ``url``."""
+    """One portfolio's collection: in ``home/chroma/<portfolio>``, or on the Chroma server at ``url``."""
 
     def __init__(self, home: Path, portfolio: str, url: str | None = None):
         from langchain_chroma import Chroma
 
         name = "situations-" + re.sub(r"[^A-Za-z0-9._-]", "-", portfolio)
         name = name[:500].rstrip("-_.") or "situations-main"
-        self.directory = Path(home) / "chroma"
+        self.directory = memory_dir(home, portfolio)
         self.url = url
         client = _server_client(url) if url else _client(self.directory)
         self.client = client
@@ -272,13 +280,23 @@ class UnreachableMemory:
         return [[] for _ in situations]
 
 
+def release(home: Path, portfolio: str) -> None:
+    """Close this process's embedded store of ``portfolio`` (if open): a worker does this when
+    it takes and when it hands back a portfolio's lock, so only the lock holder has the
+    directory open and nobody reads through a stale cached index."""
+    directory = memory_dir(home, portfolio)
+    with _clients_lock:
+        if str(directory.resolve()) in _clients:
+            _forget(str(directory.resolve()))
+
+
 def memory_for(home: Path, portfolio: str, url: str | None = None) -> SituationMemory:
     """One wrapper per data directory (or server ``url``) and portfolio for the whole process
     (building one costs about 0.2 s: a collection lookup and the langchain-chroma setup)."""
     key = (url or str(Path(home).resolve()), portfolio)
     with _clients_lock:
         found = _memories.get(key)
-    if found is None or found.client is not (_server_client(url) if url else _client(Path(home) / "chroma")):
+    if found is None or found.client is not (_server_client(url) if url else _client(memory_dir(home, portfolio))):
         found = SituationMemory(home, portfolio, url)
         with _clients_lock:
             _memories[key] = found
@@ -307,9 +325,10 @@ def rebuild(home: Path, portfolio: str, store, url: str | None = None) -> int:
 def _health(home: Path, portfolio: str) -> tuple[int, str | None]:
     """(situations stored, why the directory is unreadable or None). A full disk or a
     read-only directory is a :class:`StorageError` (not damage: moving it would not help)."""
-    directory = Path(home) / "chroma"
-    if directory.exists() and not directory.is_dir():
-        return 0, f"{directory} is a file"
+    directory = memory_dir(home, portfolio)
+    for path in (directory.parent, directory):
+        if path.exists() and not path.is_dir():
+            return 0, f"{path} is a file"
     try:
         return memory_for(home, portfolio).probe(), None
     except Exception as exc:  # chromadb raises its own errors (InternalError, ...)
@@ -343,7 +362,7 @@ def open_memory(home: Path, portfolio: str, store,
     copy) is rebuilt in place. ``warning`` says which, in one line; None when all is well.
     With a server ``url`` that cannot be reached: an :class:`UnreachableMemory` and the
     warning naming the URL (the cycle goes on without recall)."""
-    directory = Path(home) / "chroma"
+    directory = memory_dir(home, portfolio)
     expected = store.resolved_count(portfolio, MEMORY_AGENT)
     if url:
         have, problem = _server_health(url, home, portfolio)
@@ -375,8 +394,8 @@ def open_memory(home: Path, portfolio: str, store,
 def rebuild_memory(home: Path, portfolio: str, store, url: str | None = None) -> tuple[int, str | None]:
     """Rebuild the portfolio's situation memory from scratch from the learning store:
     (situations stored, warning). The old collection is dropped; a damaged directory is
-    moved aside first (the warning says so). Other portfolios' collections are kept unless
-    the directory was damaged (then they are rebuilt on their next cycle). On a server
+    moved aside first (the warning says so). Other portfolios' memories are their own
+    directories and are not touched. On a server
     ``url``: its collection is dropped and refilled (one-line :class:`StorageError` when the
     server cannot be reached)."""
     if url:
@@ -388,7 +407,7 @@ def rebuild_memory(home: Path, portfolio: str, store, url: str | None = None) ->
         with _clients_lock:
             _memories.pop((url, portfolio), None)
         return rebuild(home, portfolio, store, url), None
-    directory = Path(home) / "chroma"
+    directory = memory_dir(home, portfolio)
     _have, problem = _health(home, portfolio)
     note = None
     if problem is not None:

@@ -324,7 +324,7 @@ def test_lost_or_damaged_memory_is_rebuilt_with_the_same_recall(learned, capsys,
     store = LearningStore(learned.ledger_path)
     before = recall(learned)
     assert any(before)
-    directory = learned.home / "chroma"
+    directory = learned.home / "chroma" / "main"  # the portfolio's own directory
     if damage == "deleted":
         shutil.rmtree(directory)
     elif damage == "garbage":
@@ -338,7 +338,7 @@ def test_lost_or_damaged_memory_is_rebuilt_with_the_same_recall(learned, capsys,
     assert ("is missing" if damage == "deleted" else "is damaged") in note
     assert memory.count() == expected
     assert recall(learned) == before
-    assert len(list(learned.home.glob("chroma.damaged-*"))) == (0 if damage == "deleted" else 1)
+    assert len(list(learned.home.glob("chroma/main.damaged-*"))) == (0 if damage == "deleted" else 1)
     # healthy again: no warning
     assert open_memory(learned.home, learned.portfolio, store)[1] is None
 
@@ -375,7 +375,7 @@ def test_full_disk_in_the_memory_is_a_storage_error_not_damage(learned, monkeypa
     with pytest.raises(StorageError) as caught:
         open_memory(learned.home, "main", LearningStore(learned.ledger_path))
     assert caught.value.kind == "full" and "chroma" in str(caught.value)
-    assert (learned.home / "chroma").is_dir() and not list(learned.home.glob("chroma.damaged-*"))
+    assert (learned.home / "chroma" / "main").is_dir() and not list(learned.home.glob("chroma/main.damaged-*"))
 
 
 def test_rebuild_memory_cli(learned, capsys):
@@ -384,12 +384,12 @@ def test_rebuild_memory_cli(learned, capsys):
     store = LearningStore(learned.ledger_path)
     expected = store.resolved_count("main", MEMORY_AGENT)
     before = recall(learned)
-    replaced(learned.home / "chroma" / "chroma.sqlite3", b"garbage" * 1000)
+    replaced(learned.home / "chroma" / "main" / "chroma.sqlite3", b"garbage" * 1000)
     capsys.readouterr()
     assert learning_main(["--home", str(learned.home), "--rebuild-memory"]) == 0
     out, err = capsys.readouterr()
     assert out.strip() == (f"situation memory rebuilt: {expected} situations from the learning store "
-                           f"(portfolio main, {learned.home / 'chroma'})")
+                           f"(portfolio main, {learned.home / 'chroma' / 'main'})")
     assert err.startswith("warning: situation memory") and "was damaged" in err
     assert recall(learned) == before
     # on a healthy memory it rebuilds from scratch, to the same count

@@ -145,3 +145,30 @@ def test_a_killed_worker_s_portfolio_is_taken_over_and_resumed_without_a_double_
     assert rc == 0, err
     assert '"resumed": true' in out  # the killed cycle was resumed from its checkpoint, not restarted
     assert_same_as_reference(_target(backend, homes[1]), reference)
+
+
+def test_a_busy_database_defers_the_cycle_and_anything_else_halts(tmp_path):
+    from graph.daemon import StopSignals
+    from graph.errors import CycleDateError, StorageError
+    from graph.settings import VoltSettings
+    from graph.worker import run_worker
+
+    settings = VoltSettings(home=tmp_path / "home", models=[])
+    calls: list[str] = []
+
+    def run_one(own, n):
+        calls.append(own.portfolio)
+        if len(calls) <= 2:
+            raise StorageError("volt.db is locked by another process (database is locked)", kind="busy")
+        if calls.count(own.portfolio) > 3:
+            raise CycleDateError("end of the data")
+
+    with StopSignals() as stop:
+        tally = run_worker(settings, ["a"], pause_s=0, max_cycles=None, run_one=run_one, stop=stop, seed=0)
+    assert tally.storage_retries == 2 and tally.cycles == {"a": 1} and tally.finished == {"a"}
+
+    def damaged(own, n):
+        raise StorageError("volt.db is damaged", kind="damaged")
+
+    with StopSignals() as stop, pytest.raises(StorageError, match="damaged"):
+        run_worker(settings, ["a"], pause_s=0, max_cycles=None, run_one=damaged, stop=stop, seed=0)
