@@ -9,10 +9,10 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
+from conftest import eventually
 
 from graph.errors import PortfolioBusyError
 from memory.db import DatabaseURL
@@ -59,14 +59,15 @@ def test_the_lock_of_a_killed_process_is_released_by_the_server(pg_url, tmp_path
         if proc.poll() is None:
             proc.kill()
         proc.communicate()
-    deadline = time.monotonic() + 10
-    while True:
+
+    def lock_is_free() -> bool:
         try:
             with portfolio_lock(tmp_path, "main", DatabaseURL(pg_url)):
-                break
+                return True
         except PortfolioBusyError:  # the server notices the closed socket within moments
-            assert time.monotonic() < deadline, "the dead holder's lock was not released"
-            time.sleep(0.05)
+            return False
+
+    assert eventually(lock_is_free, timeout=10), "the dead holder's lock was not released"
 
 
 def test_without_a_url_the_lock_is_the_file_lock(tmp_path):

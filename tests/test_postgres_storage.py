@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import eventually
 
 from graph.errors import StorageError
 from memory.db import MIGRATIONS, DatabaseURL, as_target, open_db, redact
@@ -219,14 +220,15 @@ def test_a_process_killed_mid_transaction_leaves_nothing_and_releases_the_write_
             proc.kill()
         proc.communicate()
     _nothing_half_written(store, backend.target)
-    deadline = time.monotonic() + 10
-    while True:  # the writer's lock died with it: the next writer gets in
+
+    def next_writer_gets_in() -> bool:  # the writer's lock died with it
         try:
             write_weight(backend.target, "main", "market_agent", 1.2)
-            break
+            return True
         except StorageError:  # SQLite: busy until the dead writer's journal is rolled back
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+            return False
+
+    assert eventually(next_writer_gets_in, timeout=10)
     assert read_weights(backend.target, "main", ["market_agent"]) == {"market_agent": 1.2}
 
 
