@@ -50,6 +50,7 @@ class HomeData:
         self.ledger = self.home / "volt.db"
         # VOLT_DATABASE_URL: the ledger is in PostgreSQL (memory/pg.py); ops.db and logs stay in the home
         self.database = None
+        self._schema_seen = False  # once VOLT's tables are there they stay: checked until then
         if database_url:
             from memory.db import DatabaseURL
 
@@ -61,11 +62,14 @@ class HomeData:
     # -- plumbing ----------------------------------------------------------------------
     def _pg_query(self, sql: str, params: tuple) -> list[dict]:
         """On PostgreSQL: in a READ ONLY transaction (MVCC: a reader never blocks a writer),
-        rolled back; [] while the database has no VOLT schema (nothing is created here)."""
+        rolled back; [] while the database has no VOLT schema (nothing is created here; the
+        schema check is one round trip, made only until the schema is there)."""
         from memory.db import open_db
 
-        if not self.database.exists():
-            return []
+        if not self._schema_seen:
+            if not self.database.exists():
+                return []
+            self._schema_seen = True
         with open_db(self.database) as conn:
             conn.execute("BEGIN READ ONLY")
             try:
