@@ -91,9 +91,8 @@ def run_worker(settings: VoltSettings, portfolios: list[str], *, pause_s: float,
             own = settings.model_copy(update={"portfolio": name})
             try:
                 with portfolio_lock(own.home, name, own.ledger_path):
-                    # the embedded memory is opened fresh under the lock and closed before it is
-                    # released: another worker may have written it meanwhile (one process at a time)
-                    release_memory(own.home, name)
+                    # the embedded memory is closed before the lock is handed back, so the next
+                    # turn (of this worker or another) opens it fresh: one process at a time
                     try:
                         run_one(own, tally.total + 1)
                     finally:
